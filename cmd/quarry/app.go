@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gocloud.dev/blob"
+
+	"github.com/quarry-dfir/quarry/auth"
+	"github.com/quarry-dfir/quarry/blobstore"
+	qhttp "github.com/quarry-dfir/quarry/http"
+	"github.com/quarry-dfir/quarry/jobs"
+	"github.com/quarry-dfir/quarry/secret"
+	"github.com/quarry-dfir/quarry/sqldb"
+)
+
+// Main is the running server: configuration in, services wired, HTTP listening. Tests start
+// the real program through it on 127.0.0.1:0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	DB     *sqldb.DB
+	Blobs  *blob.Bucket
+	Box    *secret.Box
+	Jobs   *jobs.Runner
+	Auth   *auth.Service
+	HTTP   *qhttp.Server
+	closed bool
+}
+
+// NewMain returns a Main with the configuration's defaults for a data directory.
+func NewMain(cfg Config, logger *slog.Logger) *Main {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Main{Config: cfg, Logger: logger}
+}
+
+// Run opens everything in dependency order and starts serving. On error it closes what it
+// opened; the error says which part failed and where.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	cfg := &m.Config
+	if err := cfg.normalize(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	key, err := secret.LoadOrCreateKey(cfg.SecretKey, filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	if m.Box, err = secret.NewBox(key); err != nil {
+		return err
+	}
+
+	if m.DB, err = sqldb.OpenAndMigrate(ctx, cfg.Database); err != nil {
+		return err
+	}
+	blobURL := cfg.BlobURL
+	if blobURL == "" {
+		if blobURL, err = blobstore.DefaultURL(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	if m.Blobs, err = blobstore.Open(ctx, blobURL); err != nil {
+		return err
+	}
+
+	users, sessions, tokens := sqldb.NewUserService(m.DB), sqldb.NewSessionService(m.DB), sqldb.NewTokenService(m.DB)
+	audit := sqldb.NewAuditService(m.DB)
+	m.Auth = &auth.Service{Users: users, Sessions: sessions, Tokens: tokens, Audit: audit}
+
+	if m.Jobs, err = jobs.New(m.DB, jobs.Config{Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users}); err != nil {
+		return err
+	}
+	if err := m.Jobs.Start(ctx); err != nil {
+		return fmt.Errorf("start job queue: %w", err)
+	}
+
+	pub, _ := url.Parse(cfg.PublicURL)
+	m.HTTP = &qhttp.Server{
+		Addr: cfg.Addr, PublicURL: pub, Version: Version, Logger: m.Logger.With("part", "http"),
+		TrustProxyHeaders: cfg.TrustProxy,
+		Auth:              m.Auth, Users: users, Tokens: tokens, Audit: audit,
+		Projects: sqldb.NewProjectService(m.DB), Experiments: sqldb.NewExperimentService(m.DB),
+		Health: m.DB.Ping,
+	}
+	if err := m.HTTP.Open(); err != nil {
+		return err
+	}
+	m.Logger.Info("quarry serving", "url", m.URL(), "public_url", cfg.PublicURL, "database", m.DB.Dialect(), "data", cfg.DataDir, "version", Version)
+	return nil
+}
+
+// URL is where the HTTP server listens (the actual port when Addr asked for :0).
+func (m *Main) URL() string {
+	if m.HTTP == nil {
+		return ""
+	}
+	return m.HTTP.URL()
+}
+
+// Close stops serving, lets jobs finish, and closes the stores, in reverse order of opening.
+func (m *Main) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	var errs []string
+	if m.HTTP != nil {
+		if err := m.HTTP.Close(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if m.Jobs != nil {
+		if err := m.Jobs.Stop(context.Background()); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if m.Blobs != nil {
+		if err := m.Blobs.Close(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if m.DB != nil {
+		if err := m.DB.Close(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("close: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// newLogger builds the process logger from the configuration.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q must be debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is the server's configuration. Every field has a flag and a QUARRY_* variable; a flag
+// given on the command line wins over the variable.
+type Config struct {
+	Addr       string
+	PublicURL  string
+	Database   string // SQLite file path, or a postgres:// URL
+	BlobURL    string // gocloud.dev/blob URL; default a folder under DataDir
+	DataDir    string
+	SecretKey  string // 32 bytes hex/base64; default: DataDir/secret.key, created on first start
+	LogLevel   string
+	LogFormat  string
+	TrustProxy bool
+}
+
+// bind declares the configuration flags on fs with defaults from the environment.
+func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv("QUARRY_" + name); ok {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.Addr, "addr", env("ADDR", defaultAddr), "listen address (QUARRY_ADDR)")
+	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL users and collectors use to reach this server (QUARRY_PUBLIC_URL); default http://<addr>")
+	fs.StringVar(&c.Database, "database", env("DATABASE", ""), "SQLite file or postgres:// URL (QUARRY_DATABASE); default <data>/quarry.db")
+	fs.StringVar(&c.BlobURL, "blob-url", env("BLOB_URL", ""), "blob store URL: file://, s3:// (QUARRY_BLOB_URL); default <data>/blobs")
+	fs.StringVar(&c.DataDir, "data", env("DATA_DIR", defaultData), "data directory (QUARRY_DATA_DIR)")
+	// The key is read from the environment only: a flag would show it in the process list.
+	c.SecretKey = env("SECRET_KEY", "")
+	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (QUARRY_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (QUARRY_LOG_FORMAT)")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
+}
+
+// normalize fills derived defaults and checks values, with messages that say what to fix.
+func (c *Config) normalize() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("the data directory is empty: set --data or QUARRY_DATA_DIR")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory %q: %w", c.DataDir, err)
+	}
+	c.DataDir = abs
+	if c.Database == "" {
+		c.Database = filepath.Join(c.DataDir, "quarry.db")
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Addr
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("public URL %q must be an absolute http(s) URL", c.PublicURL)
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q must be text or json", c.LogFormat)
+	}
+	return nil
+}

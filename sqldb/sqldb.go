@@ -1,0 +1,228 @@
+// Package sqldb implements Quarry's domain services on a SQL database; SQLite (default) and
+// PostgreSQL are its two dialects.
+//
+// Both dialects share one implementation of every service. The differences between them (bind
+// parameters, time encoding, error codes, connection setup) live in dialect.go and here.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Dialect names, as returned by (*DB).Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+//go:embed migrations/*/*.sql
+var migrations embed.FS
+
+// sqliteBusyTimeout is how long a SQLite connection waits for another writer before it fails
+// with SQLITE_BUSY. Writes are short, so waiting this long means something is stuck.
+const sqliteBusyTimeout = 10 * time.Second
+
+// DB is a connection pool to Quarry's database, in one of the two dialects.
+type DB struct {
+	// Now returns the current time; it stamps created and updated times. Tests replace it.
+	Now func() time.Time
+
+	sql     *sql.DB
+	pool    *pgxpool.Pool // PostgreSQL only
+	dialect string
+	schema  string // PostgreSQL only: the schema the connection's search_path resolves to
+	display string // the DSN without secrets, for error messages
+}
+
+// Open opens the database named by dsn without migrating it. A postgres:// or postgresql://
+// URL opens PostgreSQL; anything else is a SQLite file path, optionally prefixed by sqlite://
+// or file:.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	db := &DB{Now: time.Now, display: redactDSN(dsn)}
+	var err error
+	if isPostgresDSN(dsn) {
+		err = db.openPostgres(ctx, dsn)
+	} else {
+		err = db.openSQLite(ctx, dsn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", db.display, err)
+	}
+	return db, nil
+}
+
+// OpenAndMigrate opens the database named by dsn and brings its schema up to date.
+func OpenAndMigrate(ctx context.Context, dsn string) (*DB, error) {
+	db, err := Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func isPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+func (db *DB) openPostgres(ctx context.Context, dsn string) error {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	db.dialect, db.pool, db.sql = DialectPostgres, pool, stdlib.OpenDBFromPool(pool)
+	if err := db.sql.QueryRowContext(ctx, "SELECT current_schema()").Scan(&db.schema); err != nil {
+		db.Close()
+		return err
+	}
+	return nil
+}
+
+func (db *DB) openSQLite(ctx context.Context, dsn string) error {
+	path, query, _ := strings.Cut(dsn, "?")
+	path = strings.TrimPrefix(path, "sqlite://")
+	path = strings.TrimPrefix(path, "file:")
+	if path == "" {
+		return errors.New("empty SQLite path")
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return err
+	}
+	// Immediate write transactions take the write lock at BEGIN, so a busy writer makes others
+	// wait (busy_timeout) instead of failing when a read lock cannot be upgraded. Read-only
+	// transactions stay deferred.
+	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
+	params.Add("_pragma", "foreign_keys(1)")
+	params.Add("_pragma", "journal_mode(WAL)")
+	params.Add("_pragma", "synchronous(NORMAL)")
+	params.Set("_txlock", "immediate")
+	sqlDB, err := sql.Open("sqlite", path+"?"+params.Encode())
+	if err != nil {
+		return err
+	}
+	if path == ":memory:" {
+		sqlDB.SetMaxOpenConns(1) // each connection would get its own empty database
+	}
+	db.dialect, db.sql = DialectSQLite, sqlDB
+	if err := sqlDB.PingContext(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	return nil
+}
+
+// redactDSN returns dsn fit for error messages and logs: a URL keeps scheme, user, host and
+// path; its password and query (which may also carry one) are dropped.
+func redactDSN(dsn string) string {
+	if !isPostgresDSN(dsn) {
+		path, _, _ := strings.Cut(dsn, "?")
+		return path
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
+}
+
+// Close closes the database. It is safe to call more than once.
+func (db *DB) Close() error {
+	var err error
+	if db.sql != nil {
+		err = db.sql.Close()
+	}
+	if db.pool != nil {
+		db.pool.Close()
+	}
+	return err
+}
+
+// Dialect returns DialectSQLite or DialectPostgres.
+func (db *DB) Dialect() string { return db.dialect }
+
+// SQL returns the underlying pool, for River and for tests.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// PgxPool returns the pgx pool on PostgreSQL (River's pgx driver needs it), nil on SQLite.
+func (db *DB) PgxPool() *pgxpool.Pool { return db.pool }
+
+// Schema returns the PostgreSQL schema that unqualified names resolve to (the first of the
+// connection's search_path), or "" on SQLite.
+func (db *DB) Schema() string { return db.schema }
+
+// String names the database without secrets.
+func (db *DB) String() string { return db.display }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.sql.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database %s: %w", db.display, err)
+	}
+	return nil
+}
+
+// Migrate applies the embedded migrations that the database has not seen yet.
+func (db *DB) Migrate(ctx context.Context) error {
+	if err := db.migrate(ctx); err != nil {
+		return fmt.Errorf("migrate database %s: %w", db.display, err)
+	}
+	return nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations/"+db.dialect)
+	if err != nil {
+		return err
+	}
+	dialect := goose.DialectSQLite3
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if db.dialect == DialectPostgres {
+		dialect = goose.DialectPostgres
+		// Several servers may start at once against one database; an advisory lock lets one
+		// migrate at a time. The lock id is per schema, so separate schemas (tests) don't wait
+		// on each other.
+		h := fnv.New64a()
+		h.Write([]byte("quarry.migrate." + db.schema))
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64() >> 1)))
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(dialect, db.sql, fsys, opts...)
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// now returns the current time as stored: UTC, at the microsecond precision both dialects keep.
+func (db *DB) now() time.Time { return storedTime(db.Now()) }
