@@ -94,7 +94,6 @@ var (
 type Runner struct {
 	client  riverClient
 	migrate func(ctx context.Context) error
-	logger  *slog.Logger
 }
 
 // New returns a Runner on db. It does not touch the database until Start or Migrate.
@@ -148,9 +147,9 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 	var err error
 	switch db.Dialect() {
 	case sqldb.DialectPostgres:
-		r, err = newRunner(riverpgxv5.New(db.PgxPool()), rc)
+		r, err = newRunner(riverpgxv5.New(db.PgxPool()), rc, db)
 	case sqldb.DialectSQLite:
-		r, err = newRunner(riversqlite.New(db.SQL()), rc)
+		r, err = newRunner(riversqlite.New(db.SQL()), rc, db)
 	default:
 		err = fmt.Errorf("unknown dialect %q", db.Dialect())
 	}
@@ -162,7 +161,7 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 
 // newRunner creates the River client and migrator for a driver. It is generic because River's
 // types carry the driver's transaction type; the Runner hides it.
-func newRunner[TTx any](driver riverdriver.Driver[TTx], rc *river.Config) (*Runner, error) {
+func newRunner[TTx any](driver riverdriver.Driver[TTx], rc *river.Config, db *sqldb.DB) (*Runner, error) {
 	client, err := river.NewClient(driver, rc)
 	if err != nil {
 		return nil, err
@@ -172,10 +171,14 @@ func newRunner[TTx any](driver riverdriver.Driver[TTx], rc *river.Config) (*Runn
 		if err != nil {
 			return err
 		}
-		_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
-		return err
+		// River's migrations cannot share one transaction, so servers starting together
+		// take turns under a lock instead.
+		return db.WithLock(ctx, "river.migrate", func() error {
+			_, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+			return err
+		})
 	}
-	return &Runner{client: client, migrate: migrate, logger: rc.Logger}, nil
+	return &Runner{client: client, migrate: migrate}, nil
 }
 
 // Client returns River's client, to insert and inspect jobs.

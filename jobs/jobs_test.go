@@ -177,6 +177,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestExpire(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		f := newFixture(t, db)
 		var logs syncBuffer
@@ -224,6 +225,7 @@ func loggedCounts(logs string) map[string]int {
 
 // TestExpireRunsOnStart checks the periodic schedule: nothing is enqueued by hand.
 func TestExpireRunsOnStart(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		f := newFixture(t, db)
 		start(t, db, jobs.Config{
@@ -251,6 +253,7 @@ func (w *pingWorker) Work(ctx context.Context, job *river.Job[pingArgs]) error {
 
 // TestExtraWorkers checks that other features can bring their own workers.
 func TestExtraWorkers(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		workers := river.NewWorkers()
 		ping := &pingWorker{got: make(chan int, 1)}
@@ -281,6 +284,7 @@ func TestExtraWorkers(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
+	t.Parallel()
 	db := sqldbtest.Open(t, sqldb.DialectSQLite)
 	workers := river.NewWorkers()
 	if _, err := jobs.New(db, jobs.Config{Workers: workers}); err != nil {
@@ -292,5 +296,92 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := jobs.New(db, jobs.Config{ExpireEvery: -time.Second}); err == nil {
 		t.Error("New with a negative ExpireEvery succeeded")
+	}
+}
+
+type auditArgs struct{ N int }
+
+func (auditArgs) Kind() string { return "test_audit" }
+
+type auditWorker struct {
+	river.WorkerDefaults[auditArgs]
+	audit *sqldb.AuditService
+}
+
+func (w *auditWorker) Work(ctx context.Context, job *river.Job[auditArgs]) error {
+	return w.audit.RecordAudit(ctx, &quarry.AuditEntry{Action: "test.job", TargetID: strconv.Itoa(job.Args.N)})
+}
+
+// TestBusyStore runs jobs that write to the store while requests write to it too: on SQLite
+// River and the services share one write lock, and neither may fail for it.
+func TestBusyStore(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		audit := sqldb.NewAuditService(db)
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &auditWorker{audit: audit})
+		var logs syncBuffer
+		r := start(t, db, jobs.Config{
+			Logger:  slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Workers: workers,
+		})
+		const jobCount, writers = 40, 4
+		var wg sync.WaitGroup
+		errs := make(chan error, jobCount+writers*jobCount)
+		wg.Go(func() {
+			for i := range jobCount {
+				if _, err := r.Client().Insert(ctx, auditArgs{N: i}, nil); err != nil {
+					errs <- err
+				}
+			}
+		})
+		projects := sqldb.NewProjectService(db)
+		for w := range writers {
+			wg.Go(func() {
+				for i := range jobCount / writers * 2 {
+					if err := projects.CreateProject(ctx, &quarry.Project{Name: strconv.Itoa(w) + "-" + strconv.Itoa(i)}); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		waitFor(t, "the jobs' audit entries", func() bool {
+			_, n, err := audit.FindAuditEntries(ctx, quarry.AuditFilter{Action: "test.job"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n == jobCount
+		})
+		if strings.Contains(logs.String(), "level=ERROR") {
+			t.Errorf("River logged errors:\n%s", logs.String())
+		}
+	})
+}
+
+// TestConcurrentMigrate starts several servers' migrations at once on one PostgreSQL schema.
+func TestConcurrentMigrate(t *testing.T) {
+	t.Parallel()
+	db := sqldbtest.Open(t, sqldb.DialectPostgres)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		r, err := jobs.New(db, jobs.Config{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { errs <- r.Migrate(context.Background()) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func TestAuditService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		advance := setClock(db)
@@ -72,10 +73,7 @@ func TestAuditService(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					entries, total, err := s.FindAuditEntries(ctx, tt.filter)
-					var actions []string
-					for _, e := range entries {
-						actions = append(actions, e.Action)
-					}
+					actions := pluck(entries, func(e *quarry.AuditEntry) string { return e.Action })
 					if err != nil || total != tt.total || !reflect.DeepEqual(actions, tt.want) {
 						t.Fatalf("FindAuditEntries(%+v) = %v, %d, %v; want %v, %d", tt.filter, actions, total, err, tt.want, tt.total)
 					}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/quarry-dfir/quarry"
@@ -44,15 +45,40 @@ func (tx *Tx) Commit() error {
 func (tx *Tx) Rollback() error { return tx.tx.Rollback() }
 
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, tx.db.rebind(query), tx.db.args(args)...)
+	args, err := tx.db.args(args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.tx.ExecContext(ctx, tx.db.rebind(query), args...)
 }
 
 func (tx *Tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return tx.tx.QueryContext(ctx, tx.db.rebind(query), tx.db.args(args)...)
+	args, err := tx.db.args(args)
+	if err != nil {
+		return nil, err
+	}
+	return tx.tx.QueryContext(ctx, tx.db.rebind(query), args...)
 }
 
-func (tx *Tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, tx.db.rebind(query), tx.db.args(args)...)
+// row is a *sql.Row, or the error that kept the query from running.
+type row struct {
+	row *sql.Row
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.row.Scan(dest...)
+}
+
+func (tx *Tx) queryRow(ctx context.Context, query string, args ...any) row {
+	args, err := tx.db.args(args)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{row: tx.tx.QueryRowContext(ctx, tx.db.rebind(query), args...)}
 }
 
 // count runs a SELECT COUNT(*) query.
@@ -104,8 +130,9 @@ func storedTimePtr(t *time.Time) *time.Time {
 	return &st
 }
 
-// args converts time arguments into the dialect's encoding.
-func (db *DB) args(args []any) []any {
+// args converts time arguments into the dialect's encoding. It refuses text that PostgreSQL
+// cannot store (NUL bytes, invalid UTF-8), on SQLite too, so both dialects accept the same.
+func (db *DB) args(args []any) ([]any, error) {
 	out := make([]any, len(args))
 	for i, a := range args {
 		switch a := a.(type) {
@@ -115,11 +142,16 @@ func (db *DB) args(args []any) []any {
 			if a != nil {
 				out[i] = db.timeValue(*a)
 			}
+		case string:
+			if !utf8.ValidString(a) || strings.IndexByte(a, 0) >= 0 {
+				return nil, quarry.Errorf(quarry.EINVALID, "Text must be valid UTF-8 without NUL characters.")
+			}
+			out[i] = a
 		default:
 			out[i] = a
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (db *DB) timeValue(t time.Time) any {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestExperimentService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		setClock(db)
@@ -62,7 +63,7 @@ func TestExperimentService(t *testing.T) {
 		})
 		t.Run("StoredUnknownIsIgnored", func(t *testing.T) {
 			// A row left behind by an experiment since removed from the code.
-			if _, err := db.SQL().ExecContext(ctx, "INSERT INTO experiments (name, enabled, updated_at, updated_by) VALUES ('gone', "+boolLiteral(db, true)+", '2026-01-01T00:00:00.000000Z', 'x')"); err != nil {
+			if _, err := db.SQL().ExecContext(ctx, "INSERT INTO experiments (name, enabled, updated_at, updated_by) VALUES ('gone', TRUE, '2026-01-01T00:00:00.000000Z', 'x')"); err != nil {
 				t.Fatal(err)
 			}
 			all, err := s.FindExperiments(ctx)
@@ -71,16 +72,4 @@ func TestExperimentService(t *testing.T) {
 			}
 		})
 	})
-}
-
-func boolLiteral(db *sqldb.DB, b bool) string {
-	switch {
-	case db.Dialect() == sqldb.DialectSQLite && b:
-		return "1"
-	case db.Dialect() == sqldb.DialectSQLite:
-		return "0"
-	case b:
-		return "TRUE"
-	}
-	return "FALSE"
 }

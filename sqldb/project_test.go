@@ -14,6 +14,7 @@ import (
 )
 
 func TestProjectService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		advance := setClock(db)
@@ -90,10 +91,7 @@ func TestProjectService(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					projects, total, err := s.FindProjects(ctx, tt.filter)
-					var names []string
-					for _, p := range projects {
-						names = append(names, p.Name)
-					}
+					names := pluck(projects, func(p *quarry.Project) string { return p.Name })
 					if err != nil || total != tt.total || !reflect.DeepEqual(names, tt.want) {
 						t.Fatalf("FindProjects(%+v) = %q, %d, %v; want %q, %d", tt.filter, names, total, err, tt.want, tt.total)
 					}

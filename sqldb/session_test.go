@@ -12,6 +12,7 @@ import (
 )
 
 func TestSessionService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		setClock(db)

@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -88,15 +87,25 @@ func (db *DB) openPostgres(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgx's default (the CPU count, at least 4) is tight once River holds a listening
+		// connection and several of its services poll next to the HTTP handlers.
+		cfg.MaxConns = max(cfg.MaxConns, 16)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	db.dialect, db.pool, db.sql = DialectPostgres, pool, stdlib.OpenDBFromPool(pool)
-	if err := db.sql.QueryRowContext(ctx, "SELECT current_schema()").Scan(&db.schema); err != nil {
+	var schema sql.NullString
+	if err := db.sql.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		db.Close()
 		return err
+	} else if !schema.Valid {
+		db.Close()
+		return errors.New("no schema of the search_path exists")
 	}
+	db.schema = schema.String
 	return nil
 }
 
@@ -123,8 +132,12 @@ func (db *DB) openSQLite(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
+	// Writers queue on SQLite's single write lock anyway; the cap bounds open files and
+	// page caches under load. An in-memory database exists once per connection, so it gets one.
+	sqlDB.SetMaxOpenConns(16)
+	sqlDB.SetMaxIdleConns(4)
 	if path == ":memory:" {
-		sqlDB.SetMaxOpenConns(1) // each connection would get its own empty database
+		sqlDB.SetMaxOpenConns(1)
 	}
 	db.dialect, db.sql = DialectSQLite, sqlDB
 	if err := sqlDB.PingContext(ctx); err != nil {
@@ -202,26 +215,42 @@ func (db *DB) migrate(ctx context.Context) error {
 		return err
 	}
 	dialect := goose.DialectSQLite3
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if db.dialect == DialectPostgres {
 		dialect = goose.DialectPostgres
-		// Several servers may start at once against one database; an advisory lock lets one
-		// migrate at a time. The lock id is per schema, so separate schemas (tests) don't wait
-		// on each other.
-		h := fnv.New64a()
-		h.Write([]byte("quarry.migrate." + db.schema))
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64() >> 1)))
-		if err != nil {
-			return err
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.sql, fsys, opts...)
+	p, err := goose.NewProvider(dialect, db.sql, fsys, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return err
 	}
-	_, err = p.Up(ctx)
-	return err
+	// The whole run is under the lock, not only goose's session-locked part: goose creates its
+	// version table before it locks, and a server losing that race waits a second and retries.
+	return db.WithLock(ctx, "quarry.migrate", func() error {
+		_, err := p.Up(ctx)
+		return err
+	})
+}
+
+// WithLock runs fn while holding a lock on the database named purpose, so that processes
+// sharing the database (several servers starting at once) do it one at a time. On PostgreSQL it
+// is a session advisory lock, per schema; on SQLite, whose database one server owns, fn just runs.
+func (db *DB) WithLock(ctx context.Context, purpose string, fn func() error) error {
+	if db.dialect != DialectPostgres {
+		return fn()
+	}
+	h := fnv.New64a()
+	h.Write([]byte(purpose + "\x00" + db.schema))
+	id := int64(h.Sum64() >> 1)
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", purpose, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
+		return fmt.Errorf("lock %s: %w", purpose, err)
+	}
+	// Unlock even when ctx has ended, or the pooled connection would keep the lock.
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
+	return fn()
 }
 
 // now returns the current time as stored: UTC, at the microsecond precision both dialects keep.

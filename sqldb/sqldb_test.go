@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,15 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
+// pluck returns one field of each item, for comparing lists in a readable way.
+func pluck[T any](items []T, field func(T) string) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, field(it))
+	}
+	return out
+}
+
 func mustCreateUser(t *testing.T, db *sqldb.DB, username string, role quarry.Role) *quarry.User {
 	t.Helper()
 	u := &quarry.User{Username: username, Role: role, PasswordHash: "hash-" + username}
@@ -56,6 +66,7 @@ func mustCreateUser(t *testing.T, db *sqldb.DB, username string, role quarry.Rol
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 
 	t.Run("SQLitePrefixes", func(t *testing.T) {
@@ -134,6 +145,7 @@ func TestOpen(t *testing.T) {
 // than fail (SQLITE_BUSY on SQLite, which a transaction that reads before it writes gets
 // unless it takes the write lock at BEGIN).
 func TestConcurrentWriters(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		projects, audit, users := sqldb.NewProjectService(db), sqldb.NewAuditService(db), sqldb.NewUserService(db)
@@ -172,6 +184,7 @@ func TestConcurrentWriters(t *testing.T) {
 }
 
 func TestErrorTranslation(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		t.Run("ForeignKey", func(t *testing.T) {
@@ -188,4 +201,110 @@ func TestErrorTranslation(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestHostileText checks that text PostgreSQL cannot store is refused as invalid on both
+// dialects, not failed as an internal error on one and stored on the other.
+func TestHostileText(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		for _, text := range []string{"nul\x00byte", "bad \xff utf-8"} {
+			wantCode(t, sqldb.NewProjectService(db).CreateProject(ctx, &quarry.Project{Name: text}), quarry.EINVALID)
+			_, err := sqldb.NewTokenService(db).FindTokenByHash(ctx, text)
+			wantCode(t, err, quarry.EINVALID)
+		}
+		// Details are JSON, which escapes what the column could not hold.
+		audit := sqldb.NewAuditService(db)
+		e := &quarry.AuditEntry{Action: "x.y", Details: map[string]any{"v": "nul\x00byte"}}
+		if err := audit.RecordAudit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := audit.FindAuditEntries(ctx, quarry.AuditFilter{})
+		if err != nil || len(got) != 1 || got[0].Details["v"] != "nul\x00byte" {
+			t.Fatalf("FindAuditEntries = %+v, %v; want the details back", got, err)
+		}
+	})
+}
+
+// TestConcurrentMigrate starts several servers at once on one empty PostgreSQL schema: one
+// migrates, the others wait and find nothing left to do.
+func TestConcurrentMigrate(t *testing.T) {
+	t.Parallel()
+	dsn := sqldbtest.DSN(t, sqldb.DialectPostgres)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			db, err := sqldb.OpenAndMigrate(context.Background(), dsn)
+			if err == nil {
+				db.Close()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestWithLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := sqldbtest.DSN(t, sqldb.DialectPostgres)
+	var dbs [2]*sqldb.DB
+	for i := range dbs {
+		db, err := sqldb.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	holding, release, aDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		aDone <- dbs[0].WithLock(ctx, "test", func() error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+
+	if err := dbs[1].WithLock(ctx, "other purpose", func() error { return nil }); err != nil {
+		t.Fatalf("WithLock on another purpose: %v", err)
+	}
+	var entered atomic.Bool
+	bDone := make(chan error, 1)
+	go func() { bDone <- dbs[1].WithLock(ctx, "test", func() error { entered.Store(true); return nil }) }()
+	// Wait until some session waits for an advisory lock (ours, unless another test's is too).
+	for {
+		var waiting int
+		err := dbs[0].SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'").Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 || entered.Load() {
+			break
+		}
+		select {
+		case err := <-bDone:
+			t.Fatalf("second WithLock returned %v while the lock was held", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if entered.Load() {
+		t.Fatal("a second holder entered while the lock was held")
+	}
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil || !entered.Load() {
+		t.Fatalf("second WithLock = %v, entered %v; want it to run once the lock was free", err, entered.Load())
+	}
 }

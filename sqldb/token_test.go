@@ -12,6 +12,7 @@ import (
 )
 
 func TestTokenService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		advance := setClock(db)
@@ -109,10 +110,7 @@ func TestTokenService(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					tokens, total, err := s.FindTokens(ctx, tt.filter)
-					var hashes []string
-					for _, tok := range tokens {
-						hashes = append(hashes, tok.Hash)
-					}
+					hashes := pluck(tokens, tokenHash)
 					if err != nil || total != tt.total || !reflect.DeepEqual(hashes, tt.want) {
 						t.Fatalf("FindTokens(%+v) = %v, %d, %v; want %v, %d", tt.filter, hashes, total, err, tt.want, tt.total)
 					}
@@ -134,13 +132,12 @@ func TestTokenService(t *testing.T) {
 				t.Fatalf("DeleteExpiredTokens = %d, %v; want 4", n, err)
 			}
 			tokens, _, _ := s.FindTokens(ctx, quarry.TokenFilter{})
-			var hashes []string
-			for _, tok := range tokens {
-				hashes = append(hashes, tok.Hash)
-			}
+			hashes := pluck(tokens, tokenHash)
 			if want := []string{"h-revoked-late", "h-live", "h-at-cutoff"}; !reflect.DeepEqual(hashes, want) {
 				t.Fatalf("tokens left = %v, want %v", hashes, want)
 			}
 		})
 	})
 }
+
+func tokenHash(t *quarry.APIToken) string { return t.Hash }

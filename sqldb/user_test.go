@@ -12,6 +12,7 @@ import (
 )
 
 func TestUserService(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		advance := setClock(db)
@@ -123,10 +124,7 @@ func TestUserService(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					users, total, err := s.FindUsers(ctx, tt.filter)
-					var names []string
-					for _, u := range users {
-						names = append(names, u.Username)
-					}
+					names := pluck(users, func(u *quarry.User) string { return u.Username })
 					if err != nil || total != tt.total || !reflect.DeepEqual(names, tt.want) {
 						t.Fatalf("FindUsers(%+v) = %v, %d, %v; want %v, %d", tt.filter, names, total, err, tt.want, tt.total)
 					}

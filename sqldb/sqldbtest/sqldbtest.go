@@ -87,8 +87,9 @@ func adminPool() (*pgxpool.Pool, error) {
 	return admin.pool, admin.err
 }
 
-// postgresSchema creates a schema with a random name, arranges for it to be dropped, and
-// returns a URL whose connections use it through search_path.
+// postgresSchema creates an empty schema with a random name, drops it when the test ends, and
+// returns a URL whose connections use it through search_path. Like Open, it skips the test
+// (or fails it if CI=true) when PostgreSQL is unreachable.
 func postgresSchema(t testing.TB) string {
 	t.Helper()
 	pool, err := adminPool()
