@@ -19,6 +19,7 @@ import (
 
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/auth"
+	"github.com/quarry-dfir/quarry/integration"
 )
 
 // ShutdownTimeout is how long Close waits for requests in flight.
@@ -40,6 +41,10 @@ type Server struct {
 	Audit       quarry.AuditService
 	Projects    quarry.ProjectService
 	Experiments quarry.ExperimentService
+	Connections quarry.ConnectionService
+	Hosts       quarry.HostService
+	// Integrations checks connections and keeps their host inventories.
+	Integrations *integration.Service
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 
@@ -158,6 +163,7 @@ func (s *Server) routes() {
 	s.api("GET /api/v1/tokens", quarry.RoleViewer, "", s.handleListTokens)
 	s.api("POST /api/v1/tokens", quarry.RoleViewer, "token.create", s.handleCreateToken)
 	s.api("DELETE /api/v1/tokens/{id}", quarry.RoleViewer, "token.revoke", s.handleRevokeToken)
+	s.connectionRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

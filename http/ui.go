@@ -55,6 +55,7 @@ var funcs = template.FuncMap{
 	},
 	"atLeast": func(a *quarry.Actor, role any) bool { return a != nil && a.Role.AtLeast(quarry.Role(fmt.Sprint(role))) },
 	"add":     func(a, b int) int { return a + b },
+	"list":    func(v ...any) []any { return v },
 	"json": func(v any) string {
 		if v == nil {
 			return ""
@@ -158,6 +159,7 @@ func (s *Server) uiRoutes() {
 	s.page("GET /settings/audit", quarry.RoleAdmin, "", s.handleAuditPage)
 	s.page("GET /settings/users", quarry.RoleAdmin, "", s.handleUsersPage)
 	s.page("POST /settings/users", quarry.RoleAdmin, "user.create", s.handleUsersCreate)
+	s.connectionPages()
 	s.page("GET /settings/tokens", quarry.RoleViewer, "", s.handleTokensPage)
 	s.page("POST /settings/tokens", quarry.RoleViewer, "token.create", s.handleTokensCreate)
 	s.page("POST /settings/tokens/{id}/revoke", quarry.RoleViewer, "token.revoke", s.handleTokensRevoke)

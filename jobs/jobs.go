@@ -54,6 +54,10 @@ type Config struct {
 	// Workers holds the workers of other features; New adds Quarry's own to it. Workers must be
 	// added before New: River reads the bundle when it creates its client.
 	Workers *river.Workers
+	// Connections, when set, is re-checked every CheckConnectionsEvery (default a day).
+	Connections           ConnectionChecker
+	CheckConnectionsEvery time.Duration
+
 	// PeriodicJobs are other features' schedules, started with the Runner.
 	PeriodicJobs []*river.PeriodicJob
 	// MaxWorkers bounds how many jobs run at once in this process; default DefaultMaxWorkers.
@@ -131,6 +135,14 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 			func() (river.JobArgs, *river.InsertOpts) { return ExpireArgs{}, nil },
 			&river.PeriodicJobOpts{ID: ExpireArgs{}.Kind(), RunOnStart: true}),
 	}, cfg.PeriodicJobs...)
+	if cfg.Connections != nil {
+		if err := river.AddWorkerSafely(cfg.Workers, &checkConnectionsWorker{checker: cfg.Connections}); err != nil {
+			return nil, fmt.Errorf("jobs: register connection check worker: %w", err)
+		}
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(cmp.Or(cfg.CheckConnectionsEvery, 24*time.Hour)),
+			func() (river.JobArgs, *river.InsertOpts) { return CheckConnectionsArgs{}, nil },
+			&river.PeriodicJobOpts{ID: CheckConnectionsArgs{}.Kind()}))
+	}
 	rc := &river.Config{
 		FetchPollInterval: cfg.PollInterval,
 		Logger:            cfg.Logger,

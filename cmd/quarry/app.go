@@ -15,6 +15,7 @@ import (
 	"github.com/quarry-dfir/quarry/auth"
 	"github.com/quarry-dfir/quarry/blobstore"
 	qhttp "github.com/quarry-dfir/quarry/http"
+	"github.com/quarry-dfir/quarry/integration"
 	"github.com/quarry-dfir/quarry/jobs"
 	"github.com/quarry-dfir/quarry/secret"
 	"github.com/quarry-dfir/quarry/sqldb"
@@ -26,13 +27,17 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	DB     *sqldb.DB
-	Blobs  *blob.Bucket
-	Box    *secret.Box
-	Jobs   *jobs.Runner
-	Auth   *auth.Service
-	HTTP   *qhttp.Server
-	closed bool
+	DB    *sqldb.DB
+	Blobs *blob.Bucket
+	Box   *secret.Box
+	Jobs  *jobs.Runner
+	Auth  *auth.Service
+	// Integrations manages XDR connections and their host inventories.
+	Integrations *integration.Service
+	HTTP         *qhttp.Server
+	// closers run first on Close, for parts added after Run (the demo's emulator).
+	closers []func() error
+	closed  bool
 }
 
 // NewMain returns a Main with the configuration's defaults for a data directory.
@@ -83,7 +88,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	audit := sqldb.NewAuditService(m.DB)
 	m.Auth = &auth.Service{Users: users, Sessions: sessions, Tokens: tokens, Audit: audit}
 
-	if m.Jobs, err = jobs.New(m.DB, jobs.Config{Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users}); err != nil {
+	connections, hosts := sqldb.NewConnectionService(m.DB), sqldb.NewHostService(m.DB)
+	m.Integrations = &integration.Service{Connections: connections, Hosts: hosts, Box: m.Box, Logger: m.Logger.With("part", "integration")}
+
+	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
+		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
+	}); err != nil {
 		return err
 	}
 	if err := m.Jobs.Start(ctx); err != nil {
@@ -96,6 +106,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		TrustProxyHeaders: cfg.TrustProxy,
 		Auth:              m.Auth, Users: users, Tokens: tokens, Audit: audit,
 		Projects: sqldb.NewProjectService(m.DB), Experiments: sqldb.NewExperimentService(m.DB),
+		Connections: connections, Hosts: hosts, Integrations: m.Integrations,
 		Health: m.DB.Ping,
 	}
 	if err := m.HTTP.Open(); err != nil {
@@ -120,6 +131,11 @@ func (m *Main) Close() error {
 	}
 	m.closed = true
 	var errs []string
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i](); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
 	if m.HTTP != nil {
 		if err := m.HTTP.Close(); err != nil {
 			errs = append(errs, err.Error())

@@ -5,12 +5,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/auth"
+	"github.com/quarry-dfir/quarry/defendersim"
+	"github.com/quarry-dfir/quarry/integration"
 	"github.com/quarry-dfir/quarry/sqldb"
 )
+
+// demoConnection names the connection the demo adds for its emulated tenant.
+const demoConnection = "Demo tenant (Defender emulator)"
 
 func init() {
 	register("demo", "run Quarry with everything embedded and print a login (try this first)", runDemo)
@@ -51,16 +57,23 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	tenant := "none (--hosts 0)"
+	if *hosts > 0 {
+		if tenant, err = m.startDemoTenant(ctx, *hosts); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, `Quarry demo is running.
 
   Open:      %s/
   Sign in:   %s / %s
   API token: %s
              (try: curl -H "Authorization: Bearer %s" %s/api/v1/projects)
+  Defender:  %s
   Data:      %s
 
 Press Ctrl-C to stop.
-`, creds.URL, creds.Username, creds.Password, creds.Token, creds.Token, creds.URL, m.Config.DataDir)
+`, creds.URL, creds.Username, creds.Password, creds.Token, creds.Token, creds.URL, tenant, m.Config.DataDir)
 	<-ctx.Done()
 	return m.Close()
 }
@@ -109,4 +122,51 @@ func (m *Main) prepareDemo(ctx context.Context) (*demoCredentials, error) {
 		return nil, err
 	}
 	return &demoCredentials{URL: m.URL(), Username: username, Password: pw, Token: token}, nil
+}
+
+// startDemoTenant starts the in-process Defender emulator, turns the Defender experiment on and
+// makes sure a ready connection points at the emulator (whose port changes at every start).
+func (m *Main) startDemoTenant(ctx context.Context, hosts int) (string, error) {
+	sim, err := defendersim.Start(ctx, defendersim.Options{
+		Machines: hosts, Seed: 1, DataDir: filepath.Join(m.Config.DataDir, "defender-sim"),
+		Logger: m.Logger.With("part", "defender-sim"),
+	})
+	if err != nil {
+		return "", fmt.Errorf("demo: start the Defender emulator: %w", err)
+	}
+	m.closers = append(m.closers, sim.Close)
+
+	if _, err := sqldb.NewExperimentService(m.DB).SetExperiment(ctx, quarry.ExperimentDefenderXDR, true); err != nil {
+		return "", fmt.Errorf("demo: turn on %s: %w", quarry.ExperimentDefenderXDR, err)
+	}
+	app := sim.DefaultApp()
+	provider := "defender"
+	conns, _, err := m.Integrations.Connections.FindConnections(ctx, quarry.ConnectionFilter{Provider: &provider, Limit: 1000})
+	if err != nil {
+		return "", err
+	}
+	for _, c := range conns {
+		if c.Name != demoConnection {
+			continue
+		}
+		api, authority, ca := sim.APIURL(), sim.AuthorityURL(), string(sim.CACertPEM())
+		if _, err := m.Integrations.Connections.UpdateConnection(ctx, c.ID, quarry.ConnectionUpdate{APIURL: &api, AuthorityURL: &authority, CACertPEM: &ca}); err != nil {
+			return "", fmt.Errorf("demo: update the emulator connection: %w", err)
+		}
+		if _, _, err := m.Integrations.RotateSecret(ctx, c.ID, app.ClientSecret); err != nil {
+			return "", fmt.Errorf("demo: check the emulator connection: %w", err)
+		}
+		return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), nil
+	}
+	_, res, err := m.Integrations.Create(ctx, integration.NewConnection{
+		Provider: provider, Name: demoConnection, TenantID: app.TenantID, ClientID: app.ClientID, ClientSecret: app.ClientSecret,
+		Cloud: "custom", APIURL: sim.APIURL(), AuthorityURL: sim.AuthorityURL(), CACertPEM: string(sim.CACertPEM()),
+	})
+	if err != nil {
+		return "", fmt.Errorf("demo: add the emulator connection: %w", err)
+	}
+	if !res.OK {
+		return "", fmt.Errorf("demo: the emulator connection failed its check: %s", res.Message)
+	}
+	return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), nil
 }

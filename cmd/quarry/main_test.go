@@ -21,6 +21,7 @@ import (
 // testServer is the real program started on 127.0.0.1:0 with tokens for each role.
 type testServer struct {
 	m                      *Main
+	base                   string // overrides m.URL() for a server started elsewhere
 	admin, analyst, viewer string // API token secrets
 	adminPW                string
 	adminUser, analystUser *quarry.User
@@ -69,7 +70,11 @@ func (ts *testServer) do(t *testing.T, method, path, token string, body any) res
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, ts.m.URL()+path, rd)
+	base := ts.base
+	if base == "" {
+		base = ts.m.URL()
+	}
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer lets the test read what the demo printed while it still runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var (
+	demoURLRE   = regexp.MustCompile(`Open:\s+(http://\S+)/`)
+	demoTokenRE = regexp.MustCompile(`API token: (qk_\S+)`)
+	demoLoginRE = regexp.MustCompile(`Sign in:\s+admin / (\S+)`)
+)
+
+// runDemoUntilReady starts `quarry demo` and returns what it printed once it is serving.
+func runDemoUntilReady(t *testing.T, dir string) (out string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var buf lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--addr", "127.0.0.1:0", "--data", dir, "--hosts", "40"}, &buf, io.Discard)
+	}()
+	deadline := time.Now().Add(2 * time.Minute) // a correctness bound, not a speed target
+	for !strings.Contains(buf.String(), "Press Ctrl-C") {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("demo exited early: %v\n%s", err, buf.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("demo not ready:\n%s", buf.String())
+		}
+	}
+	return buf.String(), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("demo stopped with %v", err)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	for run := 1; run <= 2; run++ { // the second run reuses the data directory, as a newcomer's would
+		t.Run(fmt.Sprintf("Run%d", run), func(t *testing.T) {
+			out, stop := runDemoUntilReady(t, dir)
+			defer stop()
+			u, tok, pw := demoURLRE.FindStringSubmatch(out), demoTokenRE.FindStringSubmatch(out), demoLoginRE.FindStringSubmatch(out)
+			if u == nil || tok == nil || pw == nil {
+				t.Fatalf("demo output lacks URL, token or login:\n%s", out)
+			}
+			ts := &testServer{m: &Main{HTTP: nil}}
+			ts.base = u[1]
+			r := ts.do(t, "GET", "/api/v1/connections", tok[1], nil)
+			if r.status != 200 || r.body["total"] != float64(1) || !strings.Contains(r.raw, `"health":"ok"`) {
+				t.Fatalf("demo connections = %d %s", r.status, r.raw)
+			}
+			id := int(r.body["connections"].([]any)[0].(map[string]any)["id"].(float64))
+			hosts := ts.do(t, "GET", fmt.Sprintf("/api/v1/connections/%d/hosts?per_page=25&refresh=true", id), tok[1], nil)
+			if hosts.status != 200 || hosts.body["total"] != float64(40) || len(hosts.body["hosts"].([]any)) != 25 {
+				t.Fatalf("demo hosts = %d %.500s", hosts.status, hosts.raw)
+			}
+			exp := ts.do(t, "GET", "/api/v1/experiments", tok[1], nil)
+			if !strings.Contains(exp.raw, `"enabled":true`) {
+				t.Fatalf("demo did not turn the Defender experiment on: %s", exp.raw)
+			}
+			// The printed password signs in.
+			c := uiClient(t)
+			_, page := get(t, c, u[1]+"/login")
+			res, _ := post(t, c, u[1]+"/login", map[string][]string{"username": {"admin"}, "password": {pw[1]}, "csrf": {csrfOf(t, page)}})
+			if res.StatusCode != 303 || res.Header.Get("Location") != "/projects" {
+				t.Fatalf("printed login refused: %d", res.StatusCode)
+			}
+		})
+	}
+}
