@@ -207,11 +207,7 @@ func (s *Server) createProject(r *http.Request, name, description string) (*quar
 }
 
 func (s *Server) handleGetProject(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id", "project")
-	if err != nil {
-		return err
-	}
-	p, err := s.Projects.FindProjectByID(r.Context(), id)
+	p, err := s.project(r)
 	if err != nil {
 		return err
 	}

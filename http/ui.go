@@ -286,11 +286,7 @@ func (s *Server) handleProjectsCreate(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) handleProjectPage(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id", "project")
-	if err != nil {
-		return err
-	}
-	p, err := s.Projects.FindProjectByID(r.Context(), id)
+	p, err := s.project(r)
 	if err != nil {
 		return err
 	}
