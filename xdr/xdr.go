@@ -73,6 +73,10 @@ type Config struct {
 	CACertPEM    []byte // extra CA to trust for a custom endpoint
 	HTTPClient   *http.Client
 	Logger       *slog.Logger
+	// TimeScale speeds up the provider's own rate windows, backoff and polling by this factor,
+	// to match an emulator run with the same scale. 0 or 1 is real time; only tests and
+	// benchmarks set it.
+	TimeScale float64
 }
 
 // Capabilities describe a platform and the limits that shape how Quarry uses it.

@@ -78,7 +78,7 @@ func (*Provider) Clouds() []xdr.Cloud {
 
 // Open checks cfg and returns a client with the documented rate limits. It makes no network call.
 func (*Provider) Open(cfg xdr.Config) (xdr.Client, error) {
-	return Open(cfg, mde.Limits{})
+	return Open(cfg, mde.Limits{TimeScale: cfg.TimeScale})
 }
 
 var _ xdr.Provider = (*Provider)(nil)
