@@ -19,6 +19,7 @@ import (
 
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/auth"
+	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
 )
 
@@ -27,7 +28,10 @@ const ShutdownTimeout = 10 * time.Second
 
 // Server is Quarry's HTTP server. Main sets the services; Open starts listening.
 type Server struct {
-	Addr      string   // listen address, e.g. "127.0.0.1:8080"
+	Addr string // listen address, e.g. "127.0.0.1:8080"
+	// Listener, when set, is used instead of listening on Addr (Main listens early so that the
+	// default public URL can name the real port).
+	Listener  net.Listener
 	PublicURL *url.URL // how users and collectors reach the server; https here makes cookies Secure
 	Version   string
 	Logger    *slog.Logger
@@ -45,6 +49,10 @@ type Server struct {
 	Hosts       quarry.HostService
 	// Integrations checks connections and keeps their host inventories.
 	Integrations *integration.Service
+	// Intake receives collectors' packages; Acquisitions and Evidence serve their API.
+	Intake       *intake.Service
+	Acquisitions quarry.AcquisitionService
+	Evidence     quarry.EvidenceService
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 
@@ -68,11 +76,15 @@ func (s *Server) Open() error {
 	if err := s.init(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("http: listen on %s: %w", s.Addr, err)
+	if s.Listener == nil {
+		ln, err := net.Listen("tcp", s.Addr)
+		if err != nil {
+			return fmt.Errorf("http: listen on %s: %w", s.Addr, err)
+		}
+		s.Listener = ln
 	}
-	s.ln = ln
+	s.ln = s.Listener
+	ln := s.ln
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Logger.Error("http server stopped", "err", err)
@@ -164,6 +176,7 @@ func (s *Server) routes() {
 	s.api("POST /api/v1/tokens", quarry.RoleViewer, "token.create", s.handleCreateToken)
 	s.api("DELETE /api/v1/tokens/{id}", quarry.RoleViewer, "token.revoke", s.handleRevokeToken)
 	s.connectionRoutes()
+	s.intakeRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

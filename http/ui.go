@@ -56,6 +56,7 @@ var funcs = template.FuncMap{
 	"atLeast": func(a *quarry.Actor, role any) bool { return a != nil && a.Role.AtLeast(quarry.Role(fmt.Sprint(role))) },
 	"add":     func(a, b int) int { return a + b },
 	"list":    func(v ...any) []any { return v },
+	"bytes":   humanBytes,
 	"json": func(v any) string {
 		if v == nil {
 			return ""
@@ -160,6 +161,7 @@ func (s *Server) uiRoutes() {
 	s.page("GET /settings/users", quarry.RoleAdmin, "", s.handleUsersPage)
 	s.page("POST /settings/users", quarry.RoleAdmin, "user.create", s.handleUsersCreate)
 	s.connectionPages()
+	s.intakePages()
 	s.page("GET /settings/tokens", quarry.RoleViewer, "", s.handleTokensPage)
 	s.page("POST /settings/tokens", quarry.RoleViewer, "token.create", s.handleTokensCreate)
 	s.page("POST /settings/tokens/{id}/revoke", quarry.RoleViewer, "token.revoke", s.handleTokensRevoke)
@@ -290,7 +292,22 @@ func (s *Server) handleProjectPage(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	return s.render(w, r, http.StatusOK, "project", view{Title: p.Name, Nav: "projects", Data: map[string]any{"Project": p}})
+	data := map[string]any{"Project": p}
+	if s.Acquisitions != nil {
+		as, total, err := s.Acquisitions.FindAcquisitions(r.Context(), quarry.AcquisitionFilter{ProjectID: &p.ID, Limit: 100})
+		if err != nil {
+			return err
+		}
+		data["Acquisitions"], data["AcquisitionTotal"] = as, total
+	}
+	if s.Evidence != nil {
+		es, total, err := s.Evidence.FindEvidence(r.Context(), quarry.EvidenceFilter{ProjectID: &p.ID, Limit: 100})
+		if err != nil {
+			return err
+		}
+		data["Evidence"], data["EvidenceTotal"] = es, total
+	}
+	return s.render(w, r, http.StatusOK, "project", view{Title: p.Name, Nav: "projects", Data: data})
 }
 
 func (s *Server) handleExperimentsPage(w http.ResponseWriter, r *http.Request) error {
@@ -400,4 +417,18 @@ func (s *Server) handleTokensRevoke(w http.ResponseWriter, r *http.Request) erro
 	}
 	http.Redirect(w, r, "/settings/tokens", http.StatusSeeOther)
 	return nil
+}
+
+// humanBytes writes a byte count the way an analyst reads it (binary units).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

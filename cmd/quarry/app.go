@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/quarry-dfir/quarry/auth"
 	"github.com/quarry-dfir/quarry/blobstore"
 	qhttp "github.com/quarry-dfir/quarry/http"
+	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
 	"github.com/quarry-dfir/quarry/jobs"
 	"github.com/quarry-dfir/quarry/secret"
@@ -34,7 +36,9 @@ type Main struct {
 	Auth  *auth.Service
 	// Integrations manages XDR connections and their host inventories.
 	Integrations *integration.Service
-	HTTP         *qhttp.Server
+	// Intake receives collectors' uploads.
+	Intake *intake.Service
+	HTTP   *qhttp.Server
 	// closers run first on Close, for parts added after Run (the demo's emulator).
 	closers []func() error
 	closed  bool
@@ -100,14 +104,30 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("start job queue: %w", err)
 	}
 
+	// Listen before anything names the server's URL: with port 0 only the listener knows it.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	defer func() {
+		if err != nil && m.URL() == "" { // not serving yet: nothing else will close it
+			ln.Close()
+		}
+	}()
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
 	pub, _ := url.Parse(cfg.PublicURL)
 	m.HTTP = &qhttp.Server{
-		Addr: cfg.Addr, PublicURL: pub, Version: Version, Logger: m.Logger.With("part", "http"),
+		Addr: cfg.Addr, Listener: ln, PublicURL: pub, Version: Version, Logger: m.Logger.With("part", "http"),
 		TrustProxyHeaders: cfg.TrustProxy,
 		Auth:              m.Auth, Users: users, Tokens: tokens, Audit: audit,
 		Projects: sqldb.NewProjectService(m.DB), Experiments: sqldb.NewExperimentService(m.DB),
 		Connections: connections, Hosts: hosts, Integrations: m.Integrations,
 		Health: m.DB.Ping,
+	}
+	if err := m.openIntake(ctx, blobURL, audit); err != nil {
+		return err
 	}
 	if err := m.HTTP.Open(); err != nil {
 		return err

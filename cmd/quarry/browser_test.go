@@ -70,6 +70,22 @@ func screenshot(dir, name string) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// waitVisible waits for an element of the page a click navigated to. While the old page is
+// torn down, Chromium can answer a query with "Not attached to an active page"; that is the
+// navigation still under way, so the wait starts again (a bounded number of times).
+func waitVisible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		var err error
+		for range 20 {
+			if _, err = chromedp.WaitVisible(css(sel))(ctx, t); err == nil || !strings.Contains(err.Error(), "Not attached") {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return err
+	})
+}
+
 // css keeps the step lists readable.
 type css = chromedp.CSS
 
@@ -98,7 +114,7 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 
 	steps(t, ctx,
 		chromedp.Navigate(base+"/projects"),
-		chromedp.WaitVisible(css(`input[name=username]`)),
+		waitVisible(`input[name=username]`),
 		screenshot(shots, "01-login"),
 	)
 	if title := value(t, ctx, chromedp.Title()); !strings.Contains(title, "Sign in") {
@@ -108,7 +124,7 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 		chromedp.SendKeys(css(`input[name=username]`), "alice"),
 		chromedp.SendKeys(css(`input[name=password]`), ts.adminPW),
 		chromedp.Submit(css(`input[name=password]`)),
-		chromedp.WaitVisible(css(`details.card summary`)),
+		waitVisible(`details.card summary`),
 		screenshot(shots, "02-projects"),
 	)
 	if loc := value(t, ctx, chromedp.Location()); !strings.HasSuffix(loc, "/projects") {
@@ -119,7 +135,7 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 		chromedp.SendKeys(css(`input[name=name]`), "Browser case"),
 		chromedp.SendKeys(css(`textarea[name=description]`), "made by the browser test"),
 		chromedp.Click(css(`form[method=post][action="/projects"] button[type=submit]`)),
-		chromedp.WaitVisible(css(`p.crumbs`)),
+		waitVisible(`p.crumbs`),
 		screenshot(shots, "03-project"),
 	)
 	if h1 := value(t, ctx, chromedp.Text(css(`h1`))); h1 != "Browser case" {
@@ -127,10 +143,10 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 	}
 	steps(t, ctx,
 		chromedp.Click(css(`a[href="/settings"]`)),
-		chromedp.WaitVisible(css(`#toggle-defender_xdr`)),
+		waitVisible(`#toggle-defender_xdr`),
 		screenshot(shots, "04-experiments-off"),
 		chromedp.Click(css(`#toggle-defender_xdr`)),
-		chromedp.WaitVisible(css(`#exp-defender_xdr .badge.on`)),
+		waitVisible(`#exp-defender_xdr .badge.on`),
 		screenshot(shots, "05-experiments-on"),
 	)
 	if badge := value(t, ctx, chromedp.Text(css(`#exp-defender_xdr .badge`))); badge != "On" {
@@ -138,10 +154,10 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 	}
 	steps(t, ctx,
 		chromedp.Click(css(`.who button`)),
-		chromedp.WaitVisible(css(`input[name=username]`)),
+		waitVisible(`input[name=username]`),
 		screenshot(shots, "06-logged-out"),
 		chromedp.Navigate(base+"/projects"),
-		chromedp.WaitVisible(css(`input[name=username]`)),
+		waitVisible(`input[name=username]`),
 	)
 	if loc := value(t, ctx, chromedp.Location()); !strings.Contains(loc, "/login?next=") {
 		t.Errorf("after logout /projects went to %q, want the login page", loc)
@@ -169,16 +185,16 @@ func TestBrowserViewerCannotToggle(t *testing.T) {
 	}
 	steps(t, ctx,
 		chromedp.Navigate(ts.m.URL()+"/login"),
-		chromedp.WaitVisible(css(`input[name=username]`)),
+		waitVisible(`input[name=username]`),
 		chromedp.SendKeys(css(`input[name=username]`), "viewer1"),
 		chromedp.SendKeys(css(`input[name=password]`), "viewer password 1"),
 		chromedp.Submit(css(`input[name=password]`)),
-		chromedp.WaitVisible(css(`h1`)),
+		waitVisible(`h1`),
 	)
 	newProject := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[method=post][action="/projects"]').length`))
 	steps(t, ctx,
 		chromedp.Navigate(ts.m.URL()+"/settings/experiments"),
-		chromedp.WaitVisible(css(`#exp-defender_xdr`)),
+		waitVisible(`#exp-defender_xdr`),
 		screenshot(artifacts(t, "skeleton"), "07-viewer-experiments"),
 	)
 	buttons := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#toggle-defender_xdr').length`))

@@ -29,25 +29,25 @@ func TestBrowserDefenderImport(t *testing.T) {
 
 	steps(t, ctx,
 		chromedp.Navigate(base+"/login"),
-		chromedp.WaitVisible(css(`input[name=username]`)),
+		waitVisible(`input[name=username]`),
 		chromedp.SendKeys(css(`input[name=username]`), "alice"),
 		chromedp.SendKeys(css(`input[name=password]`), ts.adminPW),
 		chromedp.Submit(css(`input[name=password]`)),
-		chromedp.WaitVisible(css(`h1`)),
+		waitVisible(`h1`),
 		// Before the experiment is on, the import page offers no XDR source.
 		chromedp.Navigate(base+"/projects/"+itoa(p.ID)+"/import"),
-		chromedp.WaitVisible(css(`h1`)),
+		waitVisible(`h1`),
 	)
 	if n := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#import-xdr-defender').length`)); n != 0 {
 		t.Fatalf("Defender import shown while the experiment is off")
 	}
 	steps(t, ctx,
 		chromedp.Navigate(base+"/settings/experiments"),
-		chromedp.WaitVisible(css(`#toggle-defender_xdr`)),
+		waitVisible(`#toggle-defender_xdr`),
 		chromedp.Click(css(`#toggle-defender_xdr`)),
-		chromedp.WaitVisible(css(`#exp-defender_xdr .badge.on`)),
+		waitVisible(`#exp-defender_xdr .badge.on`),
 		chromedp.Navigate(base+"/settings/integrations"),
-		chromedp.WaitVisible(css(`#add-connection summary`)),
+		waitVisible(`#add-connection summary`),
 		chromedp.Click(css(`#add-connection summary`)),
 		chromedp.SendKeys(css(`#add-connection input[name=name]`), "Contoso (emulator)"),
 		chromedp.SendKeys(css(`#add-connection input[name=tenant_id]`), app.TenantID),
@@ -59,7 +59,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 		chromedp.SetValue(css(`#add-connection textarea[name=ca_cert]`), string(sim.CACertPEM())),
 		screenshot(shots, "01-add-connection"),
 		chromedp.Click(css(`#add-connection button[type=submit]`)),
-		chromedp.WaitVisible(css(`#check-result`)),
+		waitVisible(`#check-result`),
 		screenshot(shots, "02-connection-checked"),
 	)
 	if health := value(t, ctx, chromedp.Text(css(`table .badge`))); health != "ok" {
@@ -72,10 +72,10 @@ func TestBrowserDefenderImport(t *testing.T) {
 	steps(t, ctx,
 		chromedp.Navigate(base+"/projects/"+itoa(p.ID)),
 		chromedp.Click(css(`a.button[href$="/import"]`)),
-		chromedp.WaitVisible(css(`#import-xdr-defender`)),
+		waitVisible(`#import-xdr-defender`),
 		screenshot(shots, "03-import"),
 		chromedp.Click(css(`#import-xdr-defender`)),
-		chromedp.WaitVisible(css(`#hosts`)),
+		waitVisible(`#hosts`),
 		screenshot(shots, "04-hosts-page1"),
 	)
 	if total := value(t, ctx, chromedp.Text(css(`#host-total`))); total != "130" {
@@ -90,14 +90,14 @@ func TestBrowserDefenderImport(t *testing.T) {
 		chromedp.Click(css(`#hosts tbody tr:nth-child(1) input.host-select`)),
 		chromedp.Click(css(`#hosts tbody tr:nth-child(2) input.host-select`)),
 		chromedp.Click(css(`#next-page`)),
-		chromedp.WaitVisible(css(`a[rel=prev]`)),
+		waitVisible(`a[rel=prev]`),
 		chromedp.Click(css(`#hosts tbody tr:nth-child(3) input.host-select`)),
 		screenshot(shots, "05-hosts-page2"),
 	)
 	if sel := value(t, ctx, chromedp.Text(css(`#selection-count`))); sel != "3 selected" {
 		t.Fatalf("selection on page 2 = %q, want 3 selected", sel)
 	}
-	steps(t, ctx, chromedp.Click(css(`a[rel=prev]`)), chromedp.WaitVisible(css(`#next-page`)))
+	steps(t, ctx, chromedp.Click(css(`a[rel=prev]`)), waitVisible(`#next-page`))
 	checked := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#hosts tbody input.host-select:checked').length`))
 	if checked != 2 {
 		t.Fatalf("back on page 1, %d boxes are checked, want the 2 chosen there", checked)
@@ -108,7 +108,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 	steps(t, ctx,
 		chromedp.SendKeys(css(`#host-filters input[name=q]`), target.ComputerDNSName),
 		chromedp.Submit(css(`#host-filters input[name=q]`)),
-		chromedp.WaitVisible(css(`#hosts`)),
+		waitVisible(`#hosts`),
 		screenshot(shots, "06-search"),
 	)
 	if names := value(t, ctx, chromedp.Text(css(`#hosts tbody`))); !strings.Contains(names, target.ComputerDNSName) {
@@ -116,7 +116,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 	}
 	steps(t, ctx,
 		chromedp.Navigate(base+"/projects/"+itoa(p.ID)+"/import/xdr/defender?online=false&per_page=25"),
-		chromedp.WaitVisible(css(`#hosts`)),
+		waitVisible(`#hosts`),
 		screenshot(shots, "07-offline"),
 	)
 	states := value(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#hosts tbody td:nth-child(4)')).map(e => e.textContent.trim())`))

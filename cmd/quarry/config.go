@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -21,6 +22,10 @@ type Config struct {
 	LogLevel   string
 	LogFormat  string
 	TrustProxy bool
+	// MaxUploadBytes caps one evidence package (0: the intake default, 20 GiB).
+	MaxUploadBytes int64
+
+	envErr error // a malformed QUARRY_* value, reported by normalize
 }
 
 // bind declares the configuration flags on fs with defaults from the environment.
@@ -40,11 +45,15 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	c.SecretKey = env("SECRET_KEY", "")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (QUARRY_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (QUARRY_LOG_FORMAT)")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.envInt("MAX_UPLOAD_BYTES"), "largest evidence package accepted, in bytes (QUARRY_MAX_UPLOAD_BYTES); default 20 GiB")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
 
 // normalize fills derived defaults and checks values, with messages that say what to fix.
 func (c *Config) normalize() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
 	if c.DataDir == "" {
 		return fmt.Errorf("the data directory is empty: set --data or QUARRY_DATA_DIR")
 	}
@@ -56,12 +65,12 @@ func (c *Config) normalize() error {
 	if c.Database == "" {
 		c.Database = filepath.Join(c.DataDir, "quarry.db")
 	}
-	if c.PublicURL == "" {
-		c.PublicURL = "http://" + c.Addr
-	}
-	u, err := url.Parse(c.PublicURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("public URL %q must be an absolute http(s) URL", c.PublicURL)
+	// An empty public URL defaults to the listen address, once it is known (Main.Run).
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public URL %q must be an absolute http(s) URL", c.PublicURL)
+		}
 	}
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":
@@ -69,4 +78,17 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("log format %q must be text or json", c.LogFormat)
 	}
 	return nil
+}
+
+// envInt reads a QUARRY_* integer; a malformed value is kept as an error that normalize reports.
+func (c *Config) envInt(name string) int64 {
+	v := os.Getenv("QUARRY_" + name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		c.envErr = fmt.Errorf("QUARRY_%s=%q is not a whole number", name, v)
+	}
+	return n
 }
