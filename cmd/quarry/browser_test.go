@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,33 @@ func waitVisible(sel string) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// nav runs an action that loads a new page (a click on a link, a form submit) and waits until
+// the NEW document is complete and shows sel. The old page is marked first, so a selector that
+// both pages share cannot be mistaken for arrival, and queries that race the navigation
+// ("Not attached to an active page", a destroyed context) are simply asked again.
+func nav(action chromedp.Action[chromedp.Void], sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := chromedp.Evaluate[bool](`window.__quarryOld = true`)(ctx, t); err != nil {
+			return fmt.Errorf("mark page: %w", err)
+		}
+		if _, err := action(ctx, t); err != nil {
+			return err
+		}
+		check := chromedp.Evaluate[bool](fmt.Sprintf(`!window.__quarryOld && document.readyState === "complete" && document.querySelector(%q) !== null`, sel))
+		for range 600 { // 30 s: a bound against a hung page, not a speed target
+			if ok, err := check(ctx, t); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		return fmt.Errorf("no new page showing %s", sel)
+	})
+}
+
 // css keeps the step lists readable.
 type css = chromedp.CSS
 
@@ -123,8 +151,7 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 	steps(t, ctx,
 		chromedp.SendKeys(css(`input[name=username]`), "alice"),
 		chromedp.SendKeys(css(`input[name=password]`), ts.adminPW),
-		chromedp.Submit(css(`input[name=password]`)),
-		waitVisible(`details.card summary`),
+		nav(chromedp.Submit(css(`input[name=password]`)), `details.card summary`),
 		screenshot(shots, "02-projects"),
 	)
 	if loc := value(t, ctx, chromedp.Location()); !strings.HasSuffix(loc, "/projects") {
@@ -134,27 +161,23 @@ func TestBrowserLoginProjectExperimentLogout(t *testing.T) {
 		chromedp.Click(css(`details.card summary`)),
 		chromedp.SendKeys(css(`input[name=name]`), "Browser case"),
 		chromedp.SendKeys(css(`textarea[name=description]`), "made by the browser test"),
-		chromedp.Click(css(`form[method=post][action="/projects"] button[type=submit]`)),
-		waitVisible(`p.crumbs`),
+		nav(chromedp.Click(css(`form[method=post][action="/projects"] button[type=submit]`)), `p.crumbs`),
 		screenshot(shots, "03-project"),
 	)
 	if h1 := value(t, ctx, chromedp.Text(css(`h1`))); h1 != "Browser case" {
 		t.Errorf("project page h1 = %q", h1)
 	}
 	steps(t, ctx,
-		chromedp.Click(css(`a[href="/settings"]`)),
-		waitVisible(`#toggle-defender_xdr`),
+		nav(chromedp.Click(css(`a[href="/settings"]`)), `#toggle-defender_xdr`),
 		screenshot(shots, "04-experiments-off"),
-		chromedp.Click(css(`#toggle-defender_xdr`)),
-		waitVisible(`#exp-defender_xdr .badge.on`),
+		nav(chromedp.Click(css(`#toggle-defender_xdr`)), `#exp-defender_xdr .badge.on`),
 		screenshot(shots, "05-experiments-on"),
 	)
 	if badge := value(t, ctx, chromedp.Text(css(`#exp-defender_xdr .badge`))); badge != "On" {
 		t.Errorf("experiment badge = %q, want On", badge)
 	}
 	steps(t, ctx,
-		chromedp.Click(css(`.who button`)),
-		waitVisible(`input[name=username]`),
+		nav(chromedp.Click(css(`.who button`)), `input[name=username]`),
 		screenshot(shots, "06-logged-out"),
 		chromedp.Navigate(base+"/projects"),
 		waitVisible(`input[name=username]`),
@@ -188,8 +211,7 @@ func TestBrowserViewerCannotToggle(t *testing.T) {
 		waitVisible(`input[name=username]`),
 		chromedp.SendKeys(css(`input[name=username]`), "viewer1"),
 		chromedp.SendKeys(css(`input[name=password]`), "viewer password 1"),
-		chromedp.Submit(css(`input[name=password]`)),
-		waitVisible(`h1`),
+		nav(chromedp.Submit(css(`input[name=password]`)), `a[href="/settings"]`),
 	)
 	newProject := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('form[method=post][action="/projects"]').length`))
 	steps(t, ctx,

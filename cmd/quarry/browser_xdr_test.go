@@ -32,8 +32,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 		waitVisible(`input[name=username]`),
 		chromedp.SendKeys(css(`input[name=username]`), "alice"),
 		chromedp.SendKeys(css(`input[name=password]`), ts.adminPW),
-		chromedp.Submit(css(`input[name=password]`)),
-		waitVisible(`h1`),
+		nav(chromedp.Submit(css(`input[name=password]`)), `a[href="/settings"]`),
 		// Before the experiment is on, the import page offers no XDR source.
 		chromedp.Navigate(base+"/projects/"+itoa(p.ID)+"/import"),
 		waitVisible(`h1`),
@@ -44,8 +43,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 	steps(t, ctx,
 		chromedp.Navigate(base+"/settings/experiments"),
 		waitVisible(`#toggle-defender_xdr`),
-		chromedp.Click(css(`#toggle-defender_xdr`)),
-		waitVisible(`#exp-defender_xdr .badge.on`),
+		nav(chromedp.Click(css(`#toggle-defender_xdr`)), `#exp-defender_xdr .badge.on`),
 		chromedp.Navigate(base+"/settings/integrations"),
 		waitVisible(`#add-connection summary`),
 		chromedp.Click(css(`#add-connection summary`)),
@@ -58,8 +56,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 		chromedp.SendKeys(css(`#add-connection input[name=authority_url]`), sim.AuthorityURL()),
 		chromedp.SetValue(css(`#add-connection textarea[name=ca_cert]`), string(sim.CACertPEM())),
 		screenshot(shots, "01-add-connection"),
-		chromedp.Click(css(`#add-connection button[type=submit]`)),
-		waitVisible(`#check-result`),
+		nav(chromedp.Click(css(`#add-connection button[type=submit]`)), `#check-result`),
 		screenshot(shots, "02-connection-checked"),
 	)
 	if health := value(t, ctx, chromedp.Text(css(`table .badge`))); health != "ok" {
@@ -71,11 +68,9 @@ func TestBrowserDefenderImport(t *testing.T) {
 
 	steps(t, ctx,
 		chromedp.Navigate(base+"/projects/"+itoa(p.ID)),
-		chromedp.Click(css(`a.button[href$="/import"]`)),
-		waitVisible(`#import-xdr-defender`),
+		nav(chromedp.Click(css(`a.button[href$="/import"]`)), `#import-xdr-defender`),
 		screenshot(shots, "03-import"),
-		chromedp.Click(css(`#import-xdr-defender`)),
-		waitVisible(`#hosts`),
+		nav(chromedp.Click(css(`#import-xdr-defender`)), `#hosts`),
 		screenshot(shots, "04-hosts-page1"),
 	)
 	if total := value(t, ctx, chromedp.Text(css(`#host-total`))); total != "130" {
@@ -89,15 +84,14 @@ func TestBrowserDefenderImport(t *testing.T) {
 	steps(t, ctx,
 		chromedp.Click(css(`#hosts tbody tr:nth-child(1) input.host-select`)),
 		chromedp.Click(css(`#hosts tbody tr:nth-child(2) input.host-select`)),
-		chromedp.Click(css(`#next-page`)),
-		waitVisible(`a[rel=prev]`),
+		nav(chromedp.Click(css(`#next-page`)), `a[rel=prev]`),
 		chromedp.Click(css(`#hosts tbody tr:nth-child(3) input.host-select`)),
 		screenshot(shots, "05-hosts-page2"),
 	)
 	if sel := value(t, ctx, chromedp.Text(css(`#selection-count`))); sel != "3 selected" {
 		t.Fatalf("selection on page 2 = %q, want 3 selected", sel)
 	}
-	steps(t, ctx, chromedp.Click(css(`a[rel=prev]`)), waitVisible(`#next-page`))
+	steps(t, ctx, nav(chromedp.Click(css(`a[rel=prev]`)), `#next-page`))
 	checked := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#hosts tbody input.host-select:checked').length`))
 	if checked != 2 {
 		t.Fatalf("back on page 1, %d boxes are checked, want the 2 chosen there", checked)
@@ -107,8 +101,7 @@ func TestBrowserDefenderImport(t *testing.T) {
 	target := sim.Machines()[42]
 	steps(t, ctx,
 		chromedp.SendKeys(css(`#host-filters input[name=q]`), target.ComputerDNSName),
-		chromedp.Submit(css(`#host-filters input[name=q]`)),
-		waitVisible(`#hosts`),
+		nav(chromedp.Submit(css(`#host-filters input[name=q]`)), `#hosts`),
 		screenshot(shots, "06-search"),
 	)
 	if names := value(t, ctx, chromedp.Text(css(`#hosts tbody`))); !strings.Contains(names, target.ComputerDNSName) {
