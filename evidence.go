@@ -127,7 +127,8 @@ type UploadToken struct {
 	Purpose       string     `json:"purpose"`
 	Prefix        string     `json:"prefix"`
 	Hash          string     `json:"-"`
-	UploadID      string     `json:"upload_id,omitempty"` // the tus upload it created, once it did
+	UploadID      string     `json:"upload_id,omitempty"`      // the tus upload it created, once it did
+	EnrolTokenID  *int64     `json:"enrol_token_id,omitempty"` // the enrolment token that obtained it, if one did
 	CreatedAt     time.Time  `json:"created_at"`
 	ExpiresAt     time.Time  `json:"expires_at"`
 	RevokedAt     *time.Time `json:"revoked_at,omitempty"`

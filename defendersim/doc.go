@@ -60,7 +60,7 @@
 // failing step ends the script with exit code 1 (or the failing program's code). The verbs:
 //
 //	echo <text...>                           write the text to script_output
-//	download <url> sha256 <hex> to <name>    GET url into the working folder; a hash mismatch fails
+//	download <url> sha256 <hex> to <name> [bearer <token>]   GET url (with Authorization: Bearer <token>) into the working folder; a hash mismatch fails
 //	run <program> [args...]                  run and wait; its stdout/stderr join the script's; a non-zero exit ends the script with that code
 //	start <program> [args...]                start detached and go on, as a bootstrap starts quarry-host
 //	write <name> <text...>                   write a file in the working folder
@@ -71,9 +71,12 @@
 // The header describes what the emulator does, not what the PowerShell body does, so the server can
 // point `download` at a build of quarry-host that runs on the emulator's machine. Example:
 //
-//	# quarry-sim: download https://127.0.0.1:8080/dl/quarry-host-linux-amd64 sha256 9f2c…4a to quarry-host
-//	# quarry-sim: start quarry-host collect --root {root} --os windows {args}
+//	# quarry-sim: download https://127.0.0.1:8080/api/v1/collector/download/linux/amd64 sha256 9f2c…4a to quarry-host bearer qe_…
+//	# quarry-sim: start quarry-host collect --server https://127.0.0.1:8080 --enrol-token qe_… --acquisition {arg1} --root {root} --os windows
 //	# quarry-sim: echo bootstrap started
+//
+// Package bootstrap writes such a header into Quarry's Windows bootstrap, naming the build for the
+// emulator's platform (bootstrap.Params.SimPlatform, by default the server's own).
 //
 // The result of RunScript is `{script_name, exit_code, script_output, script_errors}`; the stand-in's
 // output starts with the PowerShell transcript banner, as on Windows. Output is capped at 4 MB each.

@@ -258,8 +258,9 @@ func parseStandIn(script []byte) ([]standInStep, error) {
 		if len(words)-1 < minArgs {
 			return nil, fmt.Errorf("line %d: %s needs at least %d arguments", n+1, verb, minArgs)
 		}
-		if verb == "download" && (!strings.EqualFold(words[2], "sha256") || !strings.EqualFold(words[4], "to")) {
-			return nil, fmt.Errorf("line %d: download must read: download <url> sha256 <hex> to <name>", n+1)
+		if verb == "download" && (!strings.EqualFold(words[2], "sha256") || !strings.EqualFold(words[4], "to") ||
+			len(words) != 6 && (len(words) != 8 || !strings.EqualFold(words[6], "bearer"))) {
+			return nil, fmt.Errorf("line %d: download must read: download <url> sha256 <hex> to <name> [bearer <token>]", n+1)
 		}
 		steps = append(steps, standInStep{verb: verb, args: words[1:], line: n + 1})
 	}
@@ -339,7 +340,11 @@ func (s *Sim) runStandIn(ctx context.Context, work, name string, script []byte, 
 			}
 			return res(code)
 		case "download":
-			if err := s.download(ctx, a[0], a[2], work, a[4]); err != nil {
+			bearer := ""
+			if len(a) == 7 {
+				bearer = a[6]
+			}
+			if err := s.download(ctx, a[0], a[2], work, a[4], bearer); err != nil {
 				fmt.Fprintf(&errs, "download %s: %v\n", a[0], err)
 				return res(1)
 			}
@@ -422,7 +427,9 @@ func (s *Sim) startDetached(work string, env []string, prog string, args []strin
 // maxDownload bounds the stand-in's downloads.
 const maxDownload = 512 << 20
 
-func (s *Sim) download(ctx context.Context, rawURL, wantHex, work, name string) error {
+// download fetches a program for the stand-in; bearer, when set, is sent as the Authorization, as a
+// bootstrap sends its enrolment token to Quarry's collector download.
+func (s *Sim) download(ctx context.Context, rawURL, wantHex, work, name, bearer string) error {
 	dest, err := workPath(work, name)
 	if err != nil {
 		return err
@@ -434,6 +441,9 @@ func (s *Sim) download(ctx context.Context, rawURL, wantHex, work, name string) 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	client := s.opts.DownloadClient
 	if client == nil {

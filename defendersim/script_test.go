@@ -257,7 +257,13 @@ func TestSplitArgs(t *testing.T) {
 func TestStandIn(t *testing.T) {
 	payload := []byte("#!/bin/sh\necho \"host-collector $*\"\necho started > \"$QUARRY_ROOT/collector-ran\"\n")
 	sum := sha256.Sum256(payload)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(payload) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/auth" && r.Header.Get("Authorization") != "Bearer qe_x" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		w.Write(payload)
+	}))
 	defer srv.Close()
 	s := MustStart(t, Options{Machines: 20, TimeScale: 600})
 	c := newClient(t, s, App{})
@@ -307,6 +313,9 @@ func TestStandIn(t *testing.T) {
 	}{
 		{"BadHash", "# quarry-sim: download " + srv.URL + "/qh sha256 " + strings.Repeat("0", 64) + " to qh.sh\n", 1, "SHA-256 mismatch"},
 		{"Exit", "# quarry-sim: echo a\n# quarry-sim: exit 7\n# quarry-sim: echo never\n", 7, ""},
+		{"Bearer", "# quarry-sim: download " + srv.URL + "/auth sha256 " + hex.EncodeToString(sum[:]) + " to qh.sh bearer qe_x\n# quarry-sim: exit 3\n", 3, ""},
+		{"NoBearer", "# quarry-sim: download " + srv.URL + "/auth sha256 " + hex.EncodeToString(sum[:]) + " to qh.sh\n", 1, "HTTP 401"},
+		{"BadDownloadTail", "# quarry-sim: download " + srv.URL + "/auth sha256 " + hex.EncodeToString(sum[:]) + " to qh.sh token qe_x\n", 1, "bearer <token>"},
 		{"UnknownVerb", "# quarry-sim: format c:\n", 1, "unknown quarry-sim verb"},
 		{"EscapingName", "# quarry-sim: write ../x y\n", 1, "plain file name"},
 		{"NoSteps", "Write-Host hi\n", 0, "declares no"},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quarry-dfir/quarry"
+	"github.com/quarry-dfir/quarry/collectorbin"
 )
 
 // intakeRoutes mounts the collector-facing endpoints (upload tokens, not user credentials:
@@ -16,6 +17,9 @@ func (s *Server) intakeRoutes() {
 		h := s.Intake.Handler()
 		s.mux.Handle("/api/v1/uploads/", h)
 		s.mux.Handle("/api/v1/collector/", h)
+		if s.CollectorDownloads != nil {
+			s.mux.Handle(collectorbin.DownloadPrefix, s.CollectorDownloads)
+		}
 		s.api("POST /api/v1/projects/{id}/uploads", quarry.RoleAnalyst, "acquisition.create", s.handleCreateUpload)
 	}
 	if s.Acquisitions != nil {

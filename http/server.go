@@ -50,9 +50,11 @@ type Server struct {
 	// Integrations checks connections and keeps their host inventories.
 	Integrations *integration.Service
 	// Intake receives collectors' packages; Acquisitions and Evidence serve their API.
-	Intake       *intake.Service
-	Acquisitions quarry.AcquisitionService
-	Evidence     quarry.EvidenceService
+	Intake *intake.Service
+	// CollectorDownloads serves quarry-host builds to bootstraps holding an enrolment token.
+	CollectorDownloads http.Handler
+	Acquisitions       quarry.AcquisitionService
+	Evidence           quarry.EvidenceService
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 

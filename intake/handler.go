@@ -42,12 +42,19 @@ func callerFrom(ctx context.Context) *caller {
 func (c *caller) actor() string { return "upload-token:" + c.token.Prefix }
 
 // Handler serves the collector-facing endpoints: the tus uploads under BasePath and
-// preflight, heartbeat and status under CollectorPath. Every request needs an upload token.
+// preflight, heartbeat and status under CollectorPath. Every request needs an upload token,
+// except enrolment, which needs an enrolment token.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+CollectorPath+"preflight", s.withToken(s.handlePreflight))
 	mux.HandleFunc("POST "+CollectorPath+"heartbeat", s.withToken(s.handleHeartbeat))
 	mux.HandleFunc("GET "+CollectorPath+"status", s.withToken(s.handleStatus))
+	// Enrolment takes the enrolment token of a bootstrap script, not an upload token.
+	mux.HandleFunc("POST "+EnrolPath, func(w http.ResponseWriter, r *http.Request) {
+		if err := s.handleEnrol(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
 	mux.HandleFunc(CollectorPath, func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, quarry.Errorf(quarry.ENOTFOUND, "No collector endpoint %s %s.", r.Method, r.URL.Path))
 	})
@@ -84,9 +91,11 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Service) authenticate(r *http.Request) (*caller, error) {
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	secret = strings.TrimSpace(secret)
-	if !ok || !strings.HasPrefix(secret, TokenPrefix) {
+	secret := bearer(r)
+	switch {
+	case strings.HasPrefix(secret, EnrolTokenPrefix):
+		return nil, quarry.Errorf(quarry.EUNAUTHORIZED, "An enrolment token only enrols a collector and downloads collector builds; this endpoint needs the upload token that enrolment returned (qu_…).")
+	case !strings.HasPrefix(secret, TokenPrefix):
 		return nil, quarry.Errorf(quarry.EUNAUTHORIZED, "An upload token is required: send 'Authorization: Bearer qu_…'.")
 	}
 	t, err := s.cfg.Tokens.FindUploadTokenByHash(r.Context(), auth.HashSecret(secret))

@@ -1,7 +1,7 @@
 // Package intake receives evidence packages from collectors: per-acquisition upload tokens,
-// the preflight, heartbeat and status endpoints, and resumable tus uploads (tusd) whose
-// bytes are verified against the declared SHA-256 and then stored immutably in the blob store
-// with a chain of custody.
+// the enrolment that trades a connection's enrolment token for one, the preflight, heartbeat
+// and status endpoints, and resumable tus uploads (tusd) whose bytes are verified against the
+// declared SHA-256 and then stored immutably in the blob store with a chain of custody.
 package intake
 
 import (
@@ -35,6 +35,9 @@ const (
 	DefaultTokenTTL       = 24 * time.Hour
 	MaxTokenTTL           = 30 * 24 * time.Hour
 	TokenPrefix           = "qu_"
+	// EnrolTokenPrefix starts the enrolment tokens that bootstrap scripts carry.
+	EnrolTokenPrefix     = "qe_"
+	DefaultEnrolTokenTTL = 24 * time.Hour // short: the bootstrap script is re-uploaded before it expires
 	// BasePath is where the tus endpoint is mounted.
 	BasePath = "/api/v1/uploads/"
 	// CollectorPath is where preflight, heartbeat and status are mounted.
@@ -47,6 +50,8 @@ type Config struct {
 	Evidence     quarry.EvidenceService
 	Tokens       quarry.UploadTokenService
 	Audit        quarry.AuditService
+	// Enrol stores enrolment tokens; nil turns enrolment off (the endpoint answers 503).
+	Enrol quarry.EnrolTokenService
 	// Bucket is the evidence store; BlobURL is the URL it was opened from, used to find the
 	// folder of a file:// store so that stored packages can be made read-only there.
 	Bucket  *blob.Bucket
@@ -153,7 +158,7 @@ func (s *Service) IssueUploadToken(ctx context.Context, acquisitionID int64, ttl
 		return "", nil, quarry.Errorf(quarry.ECONFLICT, "Acquisition %d is %s; it takes no upload.", a.ID, a.State)
 	}
 	secret, hash := auth.NewSecret(TokenPrefix)
-	t := &quarry.UploadToken{AcquisitionID: a.ID, Purpose: quarry.UploadTokenPurposeUpload, Prefix: secret[:len(TokenPrefix)+6], Hash: hash, ExpiresAt: s.cfg.Now().Add(ttl)}
+	t := &quarry.UploadToken{AcquisitionID: a.ID, Purpose: quarry.UploadTokenPurposeUpload, Prefix: prefixOf(secret, TokenPrefix), Hash: hash, ExpiresAt: s.cfg.Now().Add(ttl)}
 	if err := s.cfg.Tokens.CreateUploadToken(ctx, t); err != nil {
 		return "", nil, fmt.Errorf("intake: issue upload token: %w", err)
 	}

@@ -83,6 +83,7 @@ func newEnv(t *testing.T, db *sqldb.DB, blobURL string) *env {
 		Acquisitions: sqldb.NewAcquisitionService(db),
 		Evidence:     sqldb.NewEvidenceService(db),
 		Tokens:       sqldb.NewUploadTokenService(db),
+		Enrol:        sqldb.NewEnrolTokenService(db),
 		Audit:        sqldb.NewAuditService(db),
 		Bucket:       bucket,
 		BlobURL:      blobURL,

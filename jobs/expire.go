@@ -37,7 +37,14 @@ func (w *expireWorker) Work(ctx context.Context, job *river.Job[ExpireArgs]) err
 	if err != nil {
 		return fmt.Errorf("expire login failures: %w", err)
 	}
-	w.cfg.Logger.InfoContext(ctx, "expired stale credentials",
-		"job_id", job.ID, "sessions", sessions, "api_tokens", tokens, "login_failures", failures)
+	attrs := []any{"job_id", job.ID, "sessions", sessions, "api_tokens", tokens, "login_failures", failures}
+	if w.cfg.EnrolTokens != nil {
+		enrol, err := w.cfg.EnrolTokens.DeleteExpiredEnrolTokens(ctx, now.Add(-w.cfg.TokenGrace))
+		if err != nil {
+			return fmt.Errorf("expire enrolment tokens: %w", err)
+		}
+		attrs = append(attrs, "enrol_tokens", enrol)
+	}
+	w.cfg.Logger.InfoContext(ctx, "expired stale credentials", attrs...)
 	return nil
 }

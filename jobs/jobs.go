@@ -54,6 +54,11 @@ type Config struct {
 	// Workers holds the workers of other features; New adds Quarry's own to it. Workers must be
 	// added before New: River reads the bundle when it creates its client.
 	Workers *river.Workers
+	// EnrolTokens, when set, loses its tokens that expired more than TokenGrace ago.
+	EnrolTokens interface {
+		DeleteExpiredEnrolTokens(ctx context.Context, before time.Time) (int, error)
+	}
+
 	// Connections, when set, is re-checked every CheckConnectionsEvery (default a day).
 	Connections           ConnectionChecker
 	CheckConnectionsEvery time.Duration

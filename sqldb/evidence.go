@@ -207,22 +207,27 @@ func NewUploadTokenService(db *DB) *UploadTokenService { return &UploadTokenServ
 
 // CreateUploadToken validates and stores t, setting its ID and creation time.
 func (s *UploadTokenService) CreateUploadToken(ctx context.Context, t *quarry.UploadToken) error {
-	if err := t.Validate(); err != nil {
-		return err
-	}
 	tx, err := s.db.begin(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	t.CreatedAt, t.ExpiresAt = tx.now, storedTime(t.ExpiresAt)
-	err = tx.queryRow(ctx, `INSERT INTO upload_tokens (acquisition_id, purpose, prefix, hash, upload_id, created_at, expires_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		t.AcquisitionID, t.Purpose, t.Prefix, t.Hash, t.UploadID, t.CreatedAt, t.ExpiresAt, t.RevokedAt).Scan(&t.ID)
-	if err != nil {
-		return translate(err, "create upload token", "", "The token exists already.")
+	if err := createUploadToken(ctx, tx, t, "The token exists already."); err != nil {
+		return err
 	}
 	return tx.Commit()
+}
+
+// createUploadToken inserts t; a unique violation becomes ECONFLICT with the message conflict.
+func createUploadToken(ctx context.Context, tx *Tx, t *quarry.UploadToken, conflict string) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	t.CreatedAt, t.ExpiresAt = tx.now, storedTime(t.ExpiresAt)
+	err := tx.queryRow(ctx, `INSERT INTO upload_tokens (acquisition_id, purpose, prefix, hash, upload_id, enrol_token_id, created_at, expires_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		t.AcquisitionID, t.Purpose, t.Prefix, t.Hash, t.UploadID, t.EnrolTokenID, t.CreatedAt, t.ExpiresAt, t.RevokedAt).Scan(&t.ID)
+	return translate(err, "create upload token", "", conflict)
 }
 
 // FindUploadTokenByHash returns the token stored under hash, or ENOTFOUND.
@@ -233,9 +238,13 @@ func (s *UploadTokenService) FindUploadTokenByHash(ctx context.Context, hash str
 	}
 	defer tx.Rollback()
 	var t quarry.UploadToken
-	err = tx.queryRow(ctx, `SELECT id, acquisition_id, purpose, prefix, hash, upload_id, created_at, expires_at, revoked_at
-		FROM upload_tokens WHERE hash = ?`, hash).Scan(&t.ID, &t.AcquisitionID, &t.Purpose, &t.Prefix, &t.Hash, &t.UploadID,
+	var enrol sql.NullInt64
+	err = tx.queryRow(ctx, `SELECT id, acquisition_id, purpose, prefix, hash, upload_id, enrol_token_id, created_at, expires_at, revoked_at
+		FROM upload_tokens WHERE hash = ?`, hash).Scan(&t.ID, &t.AcquisitionID, &t.Purpose, &t.Prefix, &t.Hash, &t.UploadID, &enrol,
 		timeCol(&t.CreatedAt), timeCol(&t.ExpiresAt), nullTimeCol(&t.RevokedAt))
+	if enrol.Valid {
+		t.EnrolTokenID = &enrol.Int64
+	}
 	if err != nil {
 		return nil, translate(err, "find upload token", "Unknown upload token.", "")
 	}

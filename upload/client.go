@@ -242,6 +242,11 @@ func permanent(err error) bool {
 		if se.op == "create" && se.status == http.StatusConflict {
 			return true
 		}
+		// Every refusal of an enrolment (unknown acquisition, enrolled already, wrong state)
+		// is the server's considered answer; asking again gets the same one.
+		if se.op == "enrol" && se.status >= 400 && se.status < 500 {
+			return true
+		}
 		switch se.status {
 		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusMethodNotAllowed,
 			http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusPreconditionFailed:
@@ -267,6 +272,25 @@ func (c *Client) backoff(n int) time.Duration {
 	}
 	d = min(d, c.cfg.MaxBackoff)
 	return d/2 + rand.N(d/2+1)
+}
+
+// attempts runs fn up to three times, waiting between tries, until it succeeds or fails in a way
+// that retrying cannot help. It is for the short exchanges at start-up (preflight, enrolment),
+// which must fail within seconds when something is wrong.
+func (c *Client) attempts(ctx context.Context, op string, fn func() error) error {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if attempt > 1 {
+			c.cfg.Logf("%s failed, retrying: %v", op, err)
+			if sleep(ctx, c.backoff(attempt-1)) != nil {
+				break
+			}
+		}
+		if err = fn(); err == nil || permanent(err) {
+			break
+		}
+	}
+	return err
 }
 
 // sleep waits d or until ctx ends.

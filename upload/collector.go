@@ -22,6 +22,7 @@ const (
 	PreflightPath = "/api/v1/collector/preflight"
 	HeartbeatPath = "/api/v1/collector/heartbeat"
 	StatusPath    = "/api/v1/collector/status"
+	EnrolPath     = "/api/v1/collector/enrol"
 	UploadsPath   = "/api/v1/uploads/"
 )
 
@@ -46,14 +47,7 @@ func (c *Client) Preflight(ctx context.Context) (PreflightResult, error) {
 	rand.Read(probe)
 	sum := sha256.Sum256(probe)
 	var res PreflightResult
-	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
-		if attempt > 1 {
-			c.cfg.Logf("preflight failed, retrying: %v", err)
-			if err := sleep(ctx, c.backoff(attempt-1)); err != nil {
-				break
-			}
-		}
+	err := c.attempts(ctx, "preflight", func() error {
 		sent := c.cfg.Now()
 		body := map[string]string{
 			"probe":        base64.StdEncoding.EncodeToString(probe),
@@ -61,10 +55,8 @@ func (c *Client) Preflight(ctx context.Context) (PreflightResult, error) {
 			"client_time":  sent.UTC().Format(time.RFC3339Nano),
 		}
 		res = PreflightResult{}
-		if err = c.postJSON(ctx, "preflight", PreflightPath, body, &res, http.StatusOK); err == nil || permanent(err) {
-			break
-		}
-	}
+		return c.postJSON(ctx, "preflight", PreflightPath, body, &res, http.StatusOK)
+	})
 	if err != nil {
 		return PreflightResult{}, fmt.Errorf("upload: %w", err)
 	}

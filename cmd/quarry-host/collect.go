@@ -18,7 +18,7 @@ import (
 	"github.com/quarry-dfir/quarry/upload"
 )
 
-func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("collect", stderr)
 	profile := fs.String("profile", "triage", "what to collect and the default budgets: light, triage or full")
 	groups := fs.String("groups", "", "comma-separated groups or targets to collect (default: all of the profile; see 'quarry-host targets')")
@@ -33,12 +33,25 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "write the package to this file instead of sending it")
 	acq := fs.String("acquisition", "", "acquisition id to record in the manifest (with --server, the server's is used)")
 	spool := fs.String("spool", os.TempDir(), "folder for the package before upload and for the --detach log")
-	detached := fs.Bool("detach", false, "start in the background, print {\"pid\",\"log\",\"status\"} as JSON and exit at once")
+	detached := fs.Bool("detach", false, "start in the background, print {\"status\",\"acquisition\",\"pid\",\"log\"} (or {\"status\":\"error\",\"error\"}) as one line of JSON and exit at once")
 	var so serverOptions
 	so.register(fs)
+	fs.StringVar(&so.enrolToken, "enrol-token", "", "enrolment token (qe_…) of a bootstrap script: trade it for the upload token of --acquisition, then go on as with --token")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
+	}
+	if *detached {
+		// A Live Response script relays our stdout: one line of JSON is what it reports, so a
+		// failure must be that line too, not only text on stderr.
+		defer func() {
+			if err != nil {
+				printJSON(stdout, struct {
+					Status string `json:"status"`
+					Error  string `json:"error"`
+				}{"error", strings.Join(strings.Fields(err.Error()), " ")})
+			}
+		}()
 	}
 	if len(pos) > 0 {
 		return usagef("collect: unexpected argument %q", pos[0])
@@ -86,11 +99,24 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *maxDur < 0 {
 		return usagef("--max-duration must not be negative")
 	}
+	if so.enrolToken != "" && *acq != "" {
+		n, err := strconv.ParseInt(*acq, 10, 64)
+		if err != nil || n <= 0 {
+			return usagef("--acquisition %q: want the acquisition's id, a positive number", *acq)
+		}
+		so.acquisition = n
+	}
 	if err := so.check(*out != ""); err != nil {
 		return err
 	}
 	log := newLogger(stderr)
+	// Enrolment comes first, also before detaching: a wrong token or acquisition is then
+	// reported by the script that started us, within seconds.
+	if err := so.enrol(ctx, *goos, log); err != nil {
+		return err
+	}
 	if *detached {
+		var acqID int64
 		if so.server != "" {
 			// Checked here too, so the Live Response script that starts us reports a bad token,
 			// certificate or proxy at once instead of "started" and a failure in a log file.
@@ -99,16 +125,17 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return err
 			}
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, err = c.Preflight(pctx)
+			pf, err := c.Preflight(pctx)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("preflight: %w", err)
 			}
+			acqID = pf.AcquisitionID
 		}
 		if err := os.MkdirAll(*spool, 0o700); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
-		return detach(fs, so.token, *spool, stdout)
+		return detach(fs, so.token, acqID, *spool, stdout)
 	}
 
 	opts.Logger = log

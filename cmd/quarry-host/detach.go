@@ -15,11 +15,11 @@ import (
 // where every local user can read it in the process list. It is also read when --token is absent.
 const tokenEnv = "QUARRY_TOKEN"
 
-// detach starts `quarry-host collect` again with the flags that were set, minus --detach and
-// --token, in a new session (Unix) or a detached process group (Windows), with its output going to
+// detach starts `quarry-host collect` again with the flags that were set, minus --detach,
+// --token and --enrol-token (the parent enrolled; token is the upload token), in a new session (Unix) or a detached process group (Windows), with its output going to
 // a log file in spool, and prints one JSON line describing it. It does not wait: a Live Response
 // script must finish in seconds, and the collection may take an hour.
-func detach(fs *flag.FlagSet, token, spool string, stdout io.Writer) error {
+func detach(fs *flag.FlagSet, token string, acquisition int64, spool string, stdout io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("detach: %w", err)
@@ -38,7 +38,7 @@ func detach(fs *flag.FlagSet, token, spool string, stdout io.Writer) error {
 	args := []string{"collect"}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "detach", "token":
+		case "detach", "token", "enrol-token":
 			return
 		}
 		if l, ok := f.Value.(*stringList); ok {
@@ -63,8 +63,9 @@ func detach(fs *flag.FlagSet, token, spool string, stdout io.Writer) error {
 		return fmt.Errorf("detach: start: %w", err)
 	}
 	return json.NewEncoder(stdout).Encode(struct {
-		PID    int    `json:"pid"`
-		Log    string `json:"log"`
-		Status string `json:"status"`
-	}{pid, logPath, "started"})
+		Status      string `json:"status"`
+		Acquisition int64  `json:"acquisition,omitempty"` // the server's, when one was asked
+		PID         int    `json:"pid"`
+		Log         string `json:"log"`
+	}{"started", acquisition, pid, logPath})
 }

@@ -382,15 +382,35 @@ func TestDetach(t *testing.T) {
 	if filepath.Dir(started.Log) != spool {
 		t.Errorf("log %s, want it in the spool folder %s", started.Log, spool)
 	}
-	if runtime.GOOS == "linux" {
-		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(started.PID) + "/cmdline")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(cmdline, []byte(srv.Token)) || bytes.Contains(cmdline, []byte("--detach")) {
-			t.Errorf("child command line %q carries the token or --detach", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	checkChildArgs(t, started.PID, srv.Token, "--detach")
+	releaseChild(t, proc, gate, started.Log)
+	if srv.Received() == "" {
+		t.Error("the server received nothing from the child")
+	}
+}
+
+// checkChildArgs fails the test if the detached child's command line (read where Linux shows
+// it) holds any of bad.
+func checkChildArgs(t *testing.T, pid int, bad ...string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bad {
+		if bytes.Contains(cmdline, []byte(b)) {
+			t.Errorf("child command line %q carries %q", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), b)
 		}
 	}
+}
+
+// releaseChild opens the gate the detached child waits at, waits for it and returns its log,
+// failing the test unless it exited 0 with the server's "received" verdict.
+func releaseChild(t *testing.T, proc *os.Process, gate, logPath string) []byte {
+	t.Helper()
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -398,16 +418,11 @@ func TestDetach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, _ := os.ReadFile(started.Log)
-	if !state.Success() {
+	log, _ := os.ReadFile(logPath)
+	if !state.Success() || !bytes.Contains(log, []byte(`"status":"received"`)) {
 		t.Fatalf("child exited %v, log:\n%s", state, log)
 	}
-	if !bytes.Contains(log, []byte(`"status":"received"`)) {
-		t.Errorf("child log lacks the verdict:\n%s", log)
-	}
-	if srv.Received() == "" {
-		t.Error("the server received nothing from the child")
-	}
+	return log
 }
 
 func TestDetachPreflightFails(t *testing.T) {
@@ -417,8 +432,9 @@ func TestDetachPreflightFails(t *testing.T) {
 	t.Setenv(tokenEnv, "")
 	stdout, stderr, code := runCLI(t, "collect", "--detach", "--root", linuxRoot(t), "--os", "linux", "--server", srv.URL,
 		"--token", "qu_expired", "--spool", spool)
-	if code != 1 || stdout != "" || !strings.Contains(stderr, "the token is invalid or expired") {
-		t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing on stdout and the token message", code, stdout, stderr)
+	if code != 1 || !strings.HasPrefix(stdout, `{"status":"error","error":"preflight: `) || strings.Count(stdout, "\n") != 1 ||
+		!strings.Contains(stdout, "the token is invalid or expired") || !strings.Contains(stderr, "the token is invalid or expired") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1, one JSON error line on stdout and the token message on both", code, stdout, stderr)
 	}
 	if left, _ := os.ReadDir(spool); len(left) != 0 {
 		t.Errorf("spool holds %v: a child was started despite the failed preflight", left)

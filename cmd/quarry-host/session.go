@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,11 @@ type serverOptions struct {
 	server, token, caCert string
 	insecure              bool
 	heartbeat             time.Duration
+	// enrolToken is collect's --enrol-token: the bootstrap script's token, traded for the
+	// upload token of acquisition before anything else happens.
+	enrolToken  string
+	acquisition int64
+	warned      bool
 }
 
 func (o *serverOptions) register(fs *flag.FlagSet) {
@@ -33,7 +39,7 @@ func (o *serverOptions) register(fs *flag.FlagSet) {
 
 // check validates the flags; toFile says the output goes to --out instead of a server.
 func (o *serverOptions) check(toFile bool) error {
-	if o.token == "" {
+	if o.token == "" && o.enrolToken == "" {
 		o.token = os.Getenv(tokenEnv)
 	}
 	switch {
@@ -41,12 +47,22 @@ func (o *serverOptions) check(toFile bool) error {
 		return usagef("give either --out or --server, not both")
 	case toFile && (o.caCert != "" || o.insecure):
 		return usagef("--ca-cert and --insecure need --server")
+	case toFile && o.enrolToken != "":
+		return usagef("--enrol-token needs --server")
 	case toFile:
 		return nil
 	case o.server == "":
 		return usagef("give --out FILE or --server URL")
-	case o.token == "":
-		return usagef("--server needs --token (or %s)", tokenEnv)
+	case o.token != "" && o.enrolToken != "":
+		return usagef("give either --token or --enrol-token, not both")
+	case strings.HasPrefix(o.token, "qe_"):
+		return usagef("--token got an enrolment token (qe_…); pass it as --enrol-token with --acquisition N")
+	case o.enrolToken != "" && !strings.HasPrefix(o.enrolToken, "qe_"):
+		return usagef("--enrol-token: want the enrolment token (qe_…) of the bootstrap script")
+	case o.enrolToken != "" && o.acquisition <= 0:
+		return usagef("--enrol-token needs --acquisition N, the id of the acquisition to enrol")
+	case o.token == "" && o.enrolToken == "":
+		return usagef("--server needs --token (or %s) or --enrol-token", tokenEnv)
 	case !strings.HasPrefix(o.server, "https://") && !strings.HasPrefix(o.server, "http://"):
 		return usagef("--server %q: want an https:// URL", o.server)
 	case o.heartbeat <= 0:
@@ -56,16 +72,51 @@ func (o *serverOptions) check(toFile bool) error {
 }
 
 func (o *serverOptions) client(log *slog.Logger) (*upload.Client, error) {
+	o.warn(log)
+	return upload.New(o.config(o.token, log))
+}
+
+// warn says loudly when the connection to the server is not protected.
+func (o *serverOptions) warn(log *slog.Logger) {
+	if o.warned {
+		return
+	}
+	o.warned = true
 	if o.insecure {
 		log.Warn("WARNING: --insecure: the server's certificate is NOT verified; anyone on the path can read or change the evidence and steal the token")
 	}
 	if strings.HasPrefix(o.server, "http://") {
 		log.Warn("WARNING: plain http: the evidence and the token travel unencrypted")
 	}
-	return upload.New(upload.Config{
-		Server: o.server, Token: o.token, CACertFile: o.caCert, Insecure: o.insecure,
+}
+
+func (o *serverOptions) config(token string, log *slog.Logger) upload.Config {
+	return upload.Config{
+		Server: o.server, Token: token, CACertFile: o.caCert, Insecure: o.insecure,
 		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) },
-	})
+	}
+}
+
+// enrol trades the enrolment token for the acquisition's upload token, which then serves as
+// --token would. goos is the --os flag ("auto": this build's platform).
+func (o *serverOptions) enrol(ctx context.Context, goos string, log *slog.Logger) error {
+	if o.enrolToken == "" {
+		return nil
+	}
+	o.warn(log)
+	host, _ := os.Hostname()
+	if goos == "auto" {
+		goos = runtime.GOOS
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	tok, err := upload.Enrol(ctx, o.config(o.enrolToken, log), o.acquisition, host, goos)
+	if err != nil {
+		return err
+	}
+	log.Info("enrolled", "acquisition", o.acquisition, "hostname", host)
+	o.token, o.enrolToken = tok, ""
+	return nil
 }
 
 // session is one run's conversation with the server: the client, the progress its heartbeat

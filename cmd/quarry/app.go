@@ -15,6 +15,7 @@ import (
 
 	"github.com/quarry-dfir/quarry/auth"
 	"github.com/quarry-dfir/quarry/blobstore"
+	"github.com/quarry-dfir/quarry/collectorbin"
 	qhttp "github.com/quarry-dfir/quarry/http"
 	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
@@ -34,6 +35,8 @@ type Main struct {
 	Box   *secret.Box
 	Jobs  *jobs.Runner
 	Auth  *auth.Service
+	// Collectors provides quarry-host builds for bootstraps to download.
+	Collectors *collectorbin.Store
 	// Integrations manages XDR connections and their host inventories.
 	Integrations *integration.Service
 	// Intake receives collectors' uploads.
@@ -97,6 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
 		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
+		EnrolTokens: sqldb.NewEnrolTokenService(m.DB),
 	}); err != nil {
 		return err
 	}

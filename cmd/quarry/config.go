@@ -22,6 +22,9 @@ type Config struct {
 	LogLevel   string
 	LogFormat  string
 	TrustProxy bool
+	// CollectorDir holds release builds of quarry-host (quarry-host_<os>_<arch>[.exe]); without
+	// one for the local platform the server builds it from source when it can.
+	CollectorDir string
 	// MaxUploadBytes caps one evidence package (0: the intake default, 20 GiB).
 	MaxUploadBytes int64
 
@@ -45,6 +48,7 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	c.SecretKey = env("SECRET_KEY", "")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (QUARRY_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (QUARRY_LOG_FORMAT)")
+	fs.StringVar(&c.CollectorDir, "collector-dir", env("COLLECTOR_DIR", ""), "folder of quarry-host release builds quarry-host_<os>_<arch>[.exe] (QUARRY_COLLECTOR_DIR)")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.envInt("MAX_UPLOAD_BYTES"), "largest evidence package accepted, in bytes (QUARRY_MAX_UPLOAD_BYTES); default 20 GiB")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }

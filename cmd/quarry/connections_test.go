@@ -3,13 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quarry-dfir/quarry/defendersim"
 	"github.com/quarry-dfir/quarry/sqldb"
@@ -226,6 +232,30 @@ func testConnectionsAndHosts(t *testing.T, dialect string) {
 		if e["field"] != "os" {
 			t.Fatalf("bad os: %v", e)
 		}
+	})
+
+	t.Run("CollectorDownload", func(t *testing.T) {
+		secret, _, err := m.Intake.IssueEnrolToken(ctx, int64(connID), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, secret)
+		platform := runtime.GOOS + "/" + runtime.GOARCH
+		wantError(t, ts.do(t, "GET", "/api/v1/collector/download/"+platform, "", nil), 401, "unauthorized")
+		wantError(t, ts.do(t, "GET", "/api/v1/collector/download/"+platform, ts.admin, nil), 401, "unauthorized")
+		req, _ := http.NewRequest("GET", m.URL()+"/api/v1/collector/download/"+platform, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		n, _ := io.Copy(h, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || n < 1<<20 || hex.EncodeToString(h.Sum(nil)) != res.Header.Get("X-Quarry-SHA256") {
+			t.Fatalf("download = %d, %d bytes, sha256 header %q", res.StatusCode, n, res.Header.Get("X-Quarry-SHA256"))
+		}
+		wantError(t, ts.do(t, "GET", "/api/v1/collector/download/plan9/mips", secret, nil), 404, "not_found")
 	})
 
 	t.Run("DeleteKeepsRecord", func(t *testing.T) {

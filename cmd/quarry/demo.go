@@ -53,6 +53,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer m.Close()
+	// Build the collector for this platform now, not when the first host asks for it.
+	go func() {
+		if _, err := m.Collectors.Builds(ctx); err != nil {
+			logger.Warn("no quarry-host build for this platform", "err", err)
+		}
+	}()
 	creds, err := m.prepareDemo(ctx)
 	if err != nil {
 		return err

@@ -1,6 +1,6 @@
 // Package uploadtest runs a stand-in for quarry's collector API on 127.0.0.1 for tests of the upload
 // client and of quarry-host: the real tusd handler with its file store for /api/v1/uploads/, plus
-// preflight, heartbeat and status endpoints that follow the issue #5 contract and verify the
+// enrol, preflight, heartbeat and status endpoints that follow the issue #5 and #6 contracts and verify the
 // declared SHA-256 like the server does. It is for tests only; quarry-host never imports it.
 package uploadtest
 
@@ -31,6 +31,7 @@ import (
 type Server struct {
 	*httptest.Server
 	Token         string
+	EnrolToken    string // accepted by the enrol endpoint only: it enrols AcquisitionID once, answering Token
 	AcquisitionID int64
 	SkewSeconds   float64 // reported by preflight
 	Reject        string  // when set, every completed upload fails with this error (a server-side failure)
@@ -45,6 +46,14 @@ type Server struct {
 	status     upload.Status
 	received   string // path of the completed upload in the store
 	beat       chan struct{}
+	enrolments []Enrolment
+}
+
+// Enrolment is one accepted enrol request.
+type Enrolment struct {
+	AcquisitionID int64  `json:"acquisition_id"`
+	Hostname      string `json:"hostname"`
+	OS            string `json:"os"`
 }
 
 // New starts a server on 127.0.0.1 (TLS when tls is true) and closes it when the test ends.
@@ -52,6 +61,7 @@ func New(tb testing.TB, tls bool) *Server {
 	tb.Helper()
 	s := &Server{
 		Token:         "qu_test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		EnrolToken:    "qe_test-enrol-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		AcquisitionID: 42,
 		requests:      map[string]int{},
 		status:        upload.Status{State: "collecting"},
@@ -72,6 +82,7 @@ func New(tb testing.TB, tls bool) *Server {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(upload.UploadsPath, http.StripPrefix(upload.UploadsPath, tus))
+	mux.HandleFunc("POST "+upload.EnrolPath, s.enrol)
 	mux.HandleFunc("POST "+upload.PreflightPath, s.preflight)
 	mux.HandleFunc("POST "+upload.HeartbeatPath, s.heartbeat)
 	mux.HandleFunc("GET "+upload.StatusPath, s.statusHandler)
@@ -93,6 +104,15 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		s.mu.Lock()
 		s.requests[r.Method+" "+r.URL.Path]++
 		s.mu.Unlock()
+		if r.URL.Path == upload.EnrolPath {
+			// Enrolment takes the enrolment token and nothing else, like quarry.
+			if r.Header.Get("Authorization") != "Bearer "+s.EnrolToken {
+				http.Error(w, `{"error":{"code":"unauthorized","message":"The enrolment token is not known to this server."}}`, http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.Header.Get("Authorization") != "Bearer "+s.Token {
 			http.Error(w, `{"error":{"code":"unauthorized","message":"invalid or expired token"}}`, http.StatusUnauthorized)
 			return
@@ -135,6 +155,35 @@ func (c *counter) Read(p []byte) (int, error) {
 	c.s.patchBytes += int64(n)
 	c.s.mu.Unlock()
 	return n, err
+}
+
+// enrol answers the upload token for AcquisitionID, once; other ids are unknown.
+func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
+	var in Enrolment
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		http.Error(w, `{"error":{"code":"invalid","message":"bad json"}}`, http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case in.AcquisitionID != s.AcquisitionID:
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"error":{"code":"not_found","message":"Acquisition %d does not exist on this server."}}`, in.AcquisitionID)
+	case len(s.enrolments) > 0:
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprintf(w, `{"error":{"code":"conflict","message":"Acquisition %d is enrolled already; each acquisition enrols once."}}`, in.AcquisitionID)
+	default:
+		s.enrolments = append(s.enrolments, in)
+		writeJSON(w, map[string]any{"upload_token": s.Token, "acquisition_id": s.AcquisitionID, "expires_at": time.Now().Add(time.Hour).UTC()})
+	}
+}
+
+// Enrolments returns the enrol requests that were accepted.
+func (s *Server) Enrolments() []Enrolment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Enrolment(nil), s.enrolments...)
 }
 
 func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,330 @@
+// Package collectorbin is where the server gets the quarry-host builds that bootstrap scripts
+// download: release files from a folder (QUARRY_COLLECTOR_DIR), and, when none exists for the
+// server's own platform, one it builds from the source it was built from (what `quarry demo` and
+// the Defender emulator on this machine need). It also serves them over HTTP.
+package collectorbin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Module is the module whose ./cmd/quarry-host the store builds.
+const Module = "github.com/quarry-dfir/quarry"
+
+// Build is one quarry-host binary for a platform.
+type Build struct {
+	OS     string // GOOS: windows, linux, darwin
+	Arch   string // GOARCH: amd64, arm64, …
+	Path   string
+	SHA256 string // lowercase hex
+	Size   int64
+}
+
+// Platform is the build's key in Builds, "goos/goarch".
+func (b Build) Platform() string { return b.OS + "/" + b.Arch }
+
+// releaseName matches a release file: quarry-host_<os>_<arch>, with .exe for Windows only.
+var releaseName = regexp.MustCompile(`^quarry-host_(linux|darwin|windows)_([a-z0-9]{1,16})(\.exe)?$`)
+
+// versionRE bounds what goes into -ldflags, which the go tool splits at blanks and quotes.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,64}$`)
+
+// retryBuild is how long a failed local build is remembered before Builds tries again.
+const retryBuild = time.Minute
+
+// Store finds, hashes and (for the local platform) builds quarry-host. It is safe for concurrent use.
+type Store struct {
+	dir, releaseDir, version string
+	log                      *slog.Logger
+	goTool                   string // the go command; empty: PATH, then GOROOT/bin
+
+	mu     sync.Mutex             // guards hashes
+	hashes map[string]hashed      // path → its hash while size and mtime stay
+	build  sync.Mutex             // one local build at a time; guards the fields below
+	local  *Build                 // the local build, once made
+	failed error                  // the last local build's failure
+	failAt time.Time              // when it failed
+	now    func() time.Time       // the clock, for the retry delay
+	module func() (string, error) // finds the module root
+}
+
+type hashed struct {
+	size    int64
+	modTime time.Time
+	sum     string
+}
+
+// New returns a store that keeps its own builds in dir (e.g. <data>/collector) and takes release
+// builds from releaseDir (optional). version goes into local builds as main.Version.
+func New(dir, releaseDir, version string, logger *slog.Logger) *Store {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if version == "" {
+		version = "dev"
+	}
+	s := &Store{dir: dir, releaseDir: releaseDir, version: version, log: logger, hashes: map[string]hashed{}, now: time.Now}
+	s.module = s.findModule
+	return s
+}
+
+// Builds returns every build there is, keyed "goos/goarch": the release folder's files and, when it
+// has none for this machine's platform, a local build (made once, then reused across restarts while
+// the version and the source stay the same). When the local build cannot be made, the error says how
+// to provide builds and the map still holds the release builds.
+func (s *Store) Builds(ctx context.Context) (map[string]Build, error) {
+	out := map[string]Build{}
+	if s.releaseDir != "" {
+		ents, err := os.ReadDir(s.releaseDir)
+		if err != nil {
+			return out, fmt.Errorf("collectorbin: release folder: %w", err)
+		}
+		for _, e := range ents {
+			m := releaseName.FindStringSubmatch(e.Name())
+			if m == nil || (m[1] == "windows") != (m[3] == ".exe") || !e.Type().IsRegular() {
+				continue
+			}
+			b, err := s.describe(m[1], m[2], filepath.Join(s.releaseDir, e.Name()))
+			if err != nil {
+				return out, err
+			}
+			out[b.Platform()] = b
+		}
+	}
+	if _, ok := out[runtime.GOOS+"/"+runtime.GOARCH]; ok {
+		return out, nil
+	}
+	b, err := s.localBuild(ctx)
+	if err != nil {
+		return out, err
+	}
+	out[b.Platform()] = b
+	return out, nil
+}
+
+// describe hashes a build file, reusing the hash while its size and modification time stay.
+func (s *Store) describe(goos, arch, path string) (Build, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Build{}, fmt.Errorf("collectorbin: %w", err)
+	}
+	s.mu.Lock()
+	h, ok := s.hashes[path]
+	s.mu.Unlock()
+	if !ok || h.size != fi.Size() || !h.modTime.Equal(fi.ModTime()) {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return Build{}, fmt.Errorf("collectorbin: hash %s: %w", path, err)
+		}
+		h = hashed{fi.Size(), fi.ModTime(), sum}
+		s.mu.Lock()
+		s.hashes[path] = h
+		s.mu.Unlock()
+	}
+	return Build{OS: goos, Arch: arch, Path: path, SHA256: h.sum, Size: h.size}, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// howToProvide ends every local build error: the way out that needs no toolchain.
+const howToProvide = "put release builds named quarry-host_<os>_<arch> (.exe for windows) into the folder QUARRY_COLLECTOR_DIR names"
+
+// localBuild returns the build for this machine, building it when needed.
+func (s *Store) localBuild(ctx context.Context) (Build, error) {
+	s.build.Lock()
+	defer s.build.Unlock()
+	if s.local != nil {
+		return s.describe(s.local.OS, s.local.Arch, s.local.Path)
+	}
+	if s.failed != nil && s.now().Sub(s.failAt) < retryBuild {
+		return Build{}, s.failed
+	}
+	b, err := s.make(ctx)
+	if err != nil {
+		s.failed, s.failAt = fmt.Errorf("collectorbin: no quarry-host for %s/%s: %w; %s", runtime.GOOS, runtime.GOARCH, err, howToProvide), s.now()
+		return Build{}, s.failed
+	}
+	s.local, s.failed = &b, nil
+	return b, nil
+}
+
+// make builds ./cmd/quarry-host for this machine into dir, under a name that carries the version and
+// a hash of the source, so a rebuilt server never serves an old collector and a restarted one does
+// not build again.
+func (s *Store) make(ctx context.Context) (Build, error) {
+	if !versionRE.MatchString(s.version) {
+		return Build{}, fmt.Errorf("version %q cannot be built in (want letters, digits and . _ + -)", s.version)
+	}
+	goTool, err := s.findGo()
+	if err != nil {
+		return Build{}, err
+	}
+	root, err := s.module()
+	if err != nil {
+		return Build{}, err
+	}
+	src, err := sourceHash(ctx, goTool, root)
+	if err != nil {
+		return Build{}, err
+	}
+	key := sha256.Sum256([]byte(s.version + "\x00" + src + "\x00" + runtime.GOOS + "/" + runtime.GOARCH))
+	name := fmt.Sprintf("quarry-host_%s_%s", runtime.GOOS, runtime.GOARCH)
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	sub := filepath.Join(s.dir, "local-"+hex.EncodeToString(key[:8]))
+	path := filepath.Join(sub, name)
+	if _, err := os.Stat(path); err == nil {
+		s.log.Info("collectorbin: reusing the local quarry-host build", "path", path)
+		return s.describe(runtime.GOOS, runtime.GOARCH, path)
+	}
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		return Build{}, err
+	}
+	tmp, err := os.CreateTemp(sub, ".build-*")
+	if err != nil {
+		return Build{}, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	start := time.Now()
+	s.log.Info("collectorbin: building quarry-host for this machine (once per version)", "platform", runtime.GOOS+"/"+runtime.GOARCH, "version", s.version)
+	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.Version="+s.version, "-o", tmp.Name(), "./cmd/quarry-host")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Build{}, fmt.Errorf("go build: %w: %s", err, bytes.TrimSpace(out))
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return Build{}, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return Build{}, err
+	}
+	s.log.Info("collectorbin: built quarry-host", "path", path, "took", time.Since(start).Round(time.Millisecond))
+	// Builds of other versions or sources are of no use any more.
+	if olds, _ := filepath.Glob(filepath.Join(s.dir, "local-*")); len(olds) > 0 {
+		for _, o := range olds {
+			if o != sub {
+				os.RemoveAll(o)
+			}
+		}
+	}
+	return s.describe(runtime.GOOS, runtime.GOARCH, path)
+}
+
+// findGo finds a go command: the configured one, PATH, then the GOROOT this binary came from.
+func (s *Store) findGo() (string, error) {
+	if s.goTool != "" {
+		p, err := exec.LookPath(s.goTool)
+		if err != nil {
+			return "", fmt.Errorf("no go toolchain to build it: %w", err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	if gr := runtime.GOROOT(); gr != "" {
+		p := filepath.Join(gr, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no go toolchain to build it (go is not on PATH)")
+}
+
+// findModule finds the source of this module: the go.mod of the working folder, else the folder
+// this file was compiled from (recorded when the server was built without -trimpath).
+func (s *Store) findModule() (string, error) {
+	var candidates []string
+	if goTool, err := s.findGo(); err == nil {
+		if out, err := exec.Command(goTool, "env", "GOMOD").Output(); err == nil {
+			if gomod := strings.TrimSpace(string(out)); gomod != "" && gomod != os.DevNull {
+				candidates = append(candidates, filepath.Dir(gomod))
+			}
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidates = append(candidates, filepath.Dir(filepath.Dir(file)))
+	}
+	for _, dir := range candidates {
+		if isModuleRoot(dir) {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("the source of %s is not here (run the server from its checkout to build quarry-host on demand)", Module)
+}
+
+func isModuleRoot(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "module" {
+			return f[1] == Module
+		}
+	}
+	return false
+}
+
+// sourceHash hashes what a build of ./cmd/quarry-host reads from the module: go.mod, go.sum and the
+// Go and embedded files of every package of the module it imports.
+func sourceHash(ctx context.Context, goTool, root string) (string, error) {
+	cmd := exec.CommandContext(ctx, goTool, "list", "-deps", "-f",
+		`{{if .Module}}{{if eq .Module.Path "`+Module+`"}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}
+{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}
+{{end}}{{end}}{{end}}`, "./cmd/quarry-host")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("go list: %w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
+		return "", fmt.Errorf("go list: %w", err)
+	}
+	h := sha256.New()
+	files := append([]string{filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum")}, strings.Split(strings.TrimSpace(string(out)), "\n")...)
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("source hash: %w", err)
+		}
+		rel, _ := filepath.Rel(root, f)
+		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
