@@ -35,12 +35,13 @@ const (
 // (completed, failed, cancelled, expired) have none. Collector-driven moves may skip ahead
 // (a collector started by hand reports "uploading" without the server having seen
 // "collecting"), so the forward states of the collection are reachable from every earlier one.
-// Issue #6 (the scheduler) extends this table.
+// The scheduler moves to launching just before it starts the Live Response action (the collector
+// may enrol before the call returns) and back to waiting_for_slot when the platform refuses it.
 var acquisitionTransitions = map[string][]string{
 	AcquisitionQueued:         {AcquisitionWaitingForSlot, AcquisitionLaunching, AcquisitionOfflinePending, AcquisitionCollecting, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionWaitingForSlot: {AcquisitionLaunching, AcquisitionOfflinePending, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionOfflinePending: {AcquisitionWaitingForSlot, AcquisitionLaunching, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
-	AcquisitionLaunching:      {AcquisitionCollecting, AcquisitionUploading, AcquisitionReceived, AcquisitionOfflinePending, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
+	AcquisitionLaunching:      {AcquisitionWaitingForSlot, AcquisitionCollecting, AcquisitionUploading, AcquisitionReceived, AcquisitionOfflinePending, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionCollecting:     {AcquisitionUploading, AcquisitionReceived, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionUploading:      {AcquisitionReceived, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionReceived:       {AcquisitionProcessing, AcquisitionFailed},

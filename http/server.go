@@ -51,6 +51,8 @@ type Server struct {
 	Integrations *integration.Service
 	// Intake receives collectors' packages; Acquisitions and Evidence serve their API.
 	Intake *intake.Service
+	// Acquirer launches acquisitions through XDR platforms; nil hides the Acquire actions.
+	Acquirer Acquirer
 	// CollectorDownloads serves quarry-host builds to bootstraps holding an enrolment token.
 	CollectorDownloads http.Handler
 	Acquisitions       quarry.AcquisitionService
@@ -179,6 +181,7 @@ func (s *Server) routes() {
 	s.api("DELETE /api/v1/tokens/{id}", quarry.RoleViewer, "token.revoke", s.handleRevokeToken)
 	s.connectionRoutes()
 	s.intakeRoutes()
+	s.acquisitionRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

@@ -162,6 +162,7 @@ func (s *Server) uiRoutes() {
 	s.page("POST /settings/users", quarry.RoleAdmin, "user.create", s.handleUsersCreate)
 	s.connectionPages()
 	s.intakePages()
+	s.acquisitionPages()
 	s.page("GET /settings/tokens", quarry.RoleViewer, "", s.handleTokensPage)
 	s.page("POST /settings/tokens", quarry.RoleViewer, "token.create", s.handleTokensCreate)
 	s.page("POST /settings/tokens/{id}/revoke", quarry.RoleViewer, "token.revoke", s.handleTokensRevoke)

@@ -179,7 +179,7 @@ func (s *Server) handleImportHostsPage(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	data := map[string]any{"Project": p, "Provider": providerInfo{ID: prov.ID(), Name: prov.Name()}, "Connections": conns, "Connection": conn, "Query": r.URL.Query()}
+	data := map[string]any{"Project": p, "Provider": providerInfo{ID: prov.ID(), Name: prov.Name()}, "Connections": conns, "Connection": conn, "Query": r.URL.Query(), "CanAcquire": s.Acquirer != nil}
 	if conn != nil {
 		f, page, err := hostFilter(r, conn.ID)
 		if err != nil {

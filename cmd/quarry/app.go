@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/riverqueue/river"
 	"gocloud.dev/blob"
 
 	"github.com/quarry-dfir/quarry/auth"
@@ -20,6 +21,8 @@ import (
 	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
 	"github.com/quarry-dfir/quarry/jobs"
+	"github.com/quarry-dfir/quarry/scheduler"
+	"github.com/quarry-dfir/quarry/scheduler/limit"
 	"github.com/quarry-dfir/quarry/secret"
 	"github.com/quarry-dfir/quarry/sqldb"
 )
@@ -35,6 +38,8 @@ type Main struct {
 	Box   *secret.Box
 	Jobs  *jobs.Runner
 	Auth  *auth.Service
+	// Scheduler launches acquisitions through Live Response within the platform's limits.
+	Scheduler *scheduler.Scheduler
 	// Collectors provides quarry-host builds for bootstraps to download.
 	Collectors *collectorbin.Store
 	// Integrations manages XDR connections and their host inventories.
@@ -98,16 +103,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	connections, hosts := sqldb.NewConnectionService(m.DB), sqldb.NewHostService(m.DB)
 	m.Integrations = &integration.Service{Connections: connections, Hosts: hosts, Box: m.Box, Logger: m.Logger.With("part", "integration")}
 
-	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
-		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
-		EnrolTokens: sqldb.NewEnrolTokenService(m.DB),
-	}); err != nil {
-		return err
-	}
-	if err := m.Jobs.Start(ctx); err != nil {
-		return fmt.Errorf("start job queue: %w", err)
-	}
-
 	// Listen before anything names the server's URL: with port 0 only the listener knows it.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -133,6 +128,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.openIntake(ctx, blobURL, audit); err != nil {
 		return err
 	}
+
+	// The scheduler needs the public URL, intake and collector builds; its workers must be
+	// registered before the job runner is created.
+	acquisitions, limits := sqldb.NewAcquisitionService(m.DB), limit.Fixed(limit.Default)
+	if m.Scheduler, err = scheduler.New(scheduler.Config{
+		Acquisitions: acquisitions, Connections: connections, Hosts: hosts,
+		Integrations: m.Integrations, Limiter: sqldb.NewLimiter(m.DB, limits), Limits: limits,
+		Intake: m.Intake, Collectors: m.Collectors, UploadTokens: sqldb.NewUploadTokenService(m.DB),
+		PublicURL: cfg.PublicURL, Version: Version, Logger: m.Logger.With("part", "scheduler"),
+	}); err != nil {
+		return err
+	}
+	workers := river.NewWorkers()
+	periodic := m.Scheduler.Register(workers)
+	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
+		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
+		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic,
+	}); err != nil {
+		return err
+	}
+	m.Scheduler.SetClient(m.Jobs.Client())
+	if err := m.Jobs.Start(ctx); err != nil {
+		return fmt.Errorf("start job queue: %w", err)
+	}
+	m.HTTP.Acquirer = m.Scheduler
+
 	if err := m.HTTP.Open(); err != nil {
 		return err
 	}

@@ -90,6 +90,10 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(exp.raw, `"enabled":true`) {
 				t.Fatalf("demo did not turn the Defender experiment on: %s", exp.raw)
 			}
+			if run == 2 {
+				// The whole flow works out of the box: acquire one emulated Linux host.
+				acquireOneDemoHost(t, ts, tok[1], id)
+			}
 			// The printed password signs in.
 			c := uiClient(t)
 			_, page := get(t, c, u[1]+"/login")
@@ -98,5 +102,39 @@ func TestDemo(t *testing.T) {
 				t.Fatalf("printed login refused: %d", res.StatusCode)
 			}
 		})
+	}
+}
+
+// acquireOneDemoHost acquires the first online Linux host of the demo tenant into the demo
+// project and waits until its package is received.
+func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int) {
+	t.Helper()
+	all := ts.do(t, "GET", fmt.Sprintf("/api/v1/connections/%d/hosts?os=linux&online=true&per_page=1", connID), token, nil)
+	hosts, _ := all.body["hosts"].([]any)
+	if len(hosts) == 0 {
+		t.Fatalf("no online Linux host in the demo tenant: %s", all.raw)
+	}
+	host := hosts[0].(map[string]any)["id"].(string)
+	projects := ts.do(t, "GET", "/api/v1/projects", token, nil)
+	pid := int(projects.body["projects"].([]any)[0].(map[string]any)["id"].(float64))
+	r := ts.do(t, "POST", fmt.Sprintf("/api/v1/projects/%d/acquisitions", pid), token,
+		map[string]any{"connection_id": connID, "host_ids": []string{host}, "profile": "light", "force": true})
+	if r.status != 201 {
+		t.Fatalf("demo acquire = %d %s", r.status, r.raw)
+	}
+	id := int(r.body["acquisitions"].([]any)[0].(map[string]any)["id"].(float64))
+	deadline := time.Now().Add(3 * time.Minute) // a bound against a hang, not a speed target
+	for {
+		a := ts.do(t, "GET", fmt.Sprintf("/api/v1/acquisitions/%d", id), token, nil)
+		switch a.body["state"] {
+		case "received", "processing", "completed":
+			return
+		case "failed", "cancelled", "expired":
+			t.Fatalf("demo acquisition ended %v: %v", a.body["state"], a.body["error"])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo acquisition still %v", a.body["state"])
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

@@ -27,6 +27,9 @@ type testServer struct {
 	adminUser, analystUser *quarry.User
 }
 
+// analystPassword is bob's password in every test server.
+const analystPassword = "analyst password 1"
+
 func startServer(t *testing.T, dialect string) *testServer {
 	t.Helper()
 	ctx := context.Background()
@@ -48,7 +51,7 @@ func startServer(t *testing.T, dialect string) *testServer {
 		return u, secret
 	}
 	ts.adminUser, ts.admin = mk("alice", quarry.RoleAdmin, ts.adminPW)
-	ts.analystUser, ts.analyst = mk("bob", quarry.RoleAnalyst, randomPassword())
+	ts.analystUser, ts.analyst = mk("bob", quarry.RoleAnalyst, analystPassword)
 	_, ts.viewer = mk("carol", quarry.RoleViewer, randomPassword())
 	return ts
 }

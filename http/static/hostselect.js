@@ -41,3 +41,22 @@
   });
   save();
 })();
+
+// The Acquire form sends the selection across all pages, then forgets it.
+(function () {
+  "use strict";
+  var table = document.getElementById("hosts");
+  var form = document.getElementById("acquire-form");
+  if (!table || !form) { return; }
+  var key = table.getAttribute("data-selection-key");
+  var button = document.getElementById("acquire");
+  var hidden = document.getElementById("acquire-hosts");
+  var update = function (ids) {
+    hidden.value = ids.join(",");
+    button.disabled = ids.length === 0;
+    button.textContent = ids.length ? "Acquire triage (" + ids.length + " hosts)" : "Acquire triage";
+  };
+  document.addEventListener("quarry:selection", function (e) { update(e.detail); });
+  try { update(JSON.parse(sessionStorage.getItem(key) || "[]")); } catch (e) { update([]); }
+  form.addEventListener("submit", function () { sessionStorage.removeItem(key); });
+})();

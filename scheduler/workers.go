@@ -1,0 +1,400 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/quarry-dfir/quarry"
+	"github.com/quarry-dfir/quarry/scheduler/limit"
+	"github.com/quarry-dfir/quarry/xdr"
+)
+
+// LaunchArgs starts one acquisition's Live Response action.
+type LaunchArgs struct {
+	AcquisitionID int64 `json:"acquisition_id"`
+}
+
+// Kind is River's name for the job.
+func (LaunchArgs) Kind() string { return "acquisition_launch" }
+
+// InsertOpts: errors retry a few times; waits are snoozes and do not count.
+func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 5} }
+
+// WatchArgs follows one running Live Response action until it ends.
+type WatchArgs struct {
+	AcquisitionID int64     `json:"acquisition_id"`
+	ConnectionID  int64     `json:"connection_id"`
+	ActionID      string    `json:"action_id"`
+	LeaseID       int64     `json:"lease_id"`
+	StartedAt     time.Time `json:"started_at"`
+}
+
+// Kind is River's name for the job.
+func (WatchArgs) Kind() string { return "acquisition_watch" }
+
+// InsertOpts: a watch that keeps failing gives up; the watchdog expires its lease.
+func (WatchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 10} }
+
+// WatchdogArgs is the periodic sweep for silent collectors and dead leases.
+type WatchdogArgs struct{}
+
+// Kind is River's name for the job.
+func (WatchdogArgs) Kind() string { return "acquisition_watchdog" }
+
+type launchWorker struct {
+	river.WorkerDefaults[LaunchArgs]
+	s *Scheduler
+}
+
+func (w *launchWorker) Work(ctx context.Context, job *river.Job[LaunchArgs]) error {
+	return w.s.launch(ctx, job.Args.AcquisitionID, job.Attempt >= job.MaxAttempts)
+}
+
+// launch takes one acquisition as far as it can now. It returns a snooze to be run again later.
+// lastAttempt tells that River will not retry an error, so the acquisition fails instead.
+func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) error {
+	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch a.State {
+	// launching: a launch that died between the state change and the call, or whose call failed.
+	case quarry.AcquisitionQueued, quarry.AcquisitionWaitingForSlot, quarry.AcquisitionOfflinePending, quarry.AcquisitionLaunching:
+	default:
+		return nil // cancelled or finished meanwhile
+	}
+	fail := func(msg string) error {
+		_, err := s.transition(ctx, id, quarry.AcquisitionFailed, msg)
+		return err
+	}
+	if a.ConnectionID == nil {
+		return fail("The acquisition has no XDR connection.")
+	}
+	conn, err := s.cfg.Connections.FindConnectionByID(ctx, *a.ConnectionID)
+	if err != nil {
+		return err
+	}
+	if conn.DeletedAt != nil {
+		return fail(fmt.Sprintf("Connection %q was deleted.", conn.Name))
+	}
+	host, err := s.host(ctx, conn, a.HostID, a.State == quarry.AcquisitionOfflinePending)
+	if quarry.ErrorCode(err) == quarry.ENOTFOUND {
+		return fail(fmt.Sprintf("Host %s is no longer in the inventory of connection %q.", a.HostName, conn.Name))
+	} else if err != nil {
+		return err
+	}
+	if !host.Online {
+		return s.offline(ctx, a)
+	}
+	family := host.OS
+	if family != "windows" && family != "linux" && family != "macos" {
+		return fail(fmt.Sprintf("Host %s runs %q; Live Response scripts run on Windows, Linux and macOS only.", a.HostName, host.OS))
+	}
+
+	lease, retryAt, reason, err := s.cfg.Limiter.TryAcquire(ctx, conn.ID, a.HostID, id, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("scheduler: acquire lease: %w", err)
+	}
+	if lease == nil {
+		// A slot or a busy host frees when a lease is released, which nobody announces: look
+		// again after the time one launch takes in the rate window.
+		wait := s.scaled(2 * time.Second)
+		if l := s.cfg.Limits(conn.ID); l.Validate() == nil {
+			wait = max(l.Window/time.Duration(l.LaunchesPerWindow), 10*time.Millisecond)
+		}
+		if reason == limit.ReasonRate && !retryAt.IsZero() {
+			wait = max(retryAt.Sub(s.cfg.Now()), time.Millisecond)
+		}
+		return s.wait(ctx, a, wait)
+	}
+	release := func() {
+		if err := s.cfg.Limiter.Release(context.WithoutCancel(ctx), lease.ID, s.cfg.Now()); err != nil {
+			s.cfg.Logger.Warn("release lease", "acquisition", id, "err", err)
+		}
+	}
+	// retry gives an error back to River, or fails the acquisition when River will not retry.
+	retry := func(err error) error {
+		release()
+		if lastAttempt {
+			return fail(err.Error())
+		}
+		return err
+	}
+
+	client, err := s.open(ctx, conn)
+	if err != nil {
+		return retry(err)
+	}
+	name, err := s.ensureScript(ctx, client, conn.ID, family)
+	if err != nil {
+		return retry(err)
+	}
+	// The state changes before the call: the collector may enrol, which needs launching, before
+	// the call returns.
+	if a.State != quarry.AcquisitionLaunching {
+		if _, err := s.transition(ctx, id, quarry.AcquisitionLaunching, ""); err != nil {
+			release() // cancelled meanwhile
+			return nil
+		}
+	}
+	act, err := client.RunScript(ctx, a.HostID, xdr.ScriptRun{Script: name, Args: fmt.Sprintf("%d %s", id, a.Profile), Comment: comment(id)})
+	switch {
+	case errors.Is(err, xdr.ErrThrottled):
+		release()
+		a.State = quarry.AcquisitionLaunching
+		return s.wait(ctx, a, max(xdr.RetryAfter(err), s.scaled(5*time.Second)))
+	case errors.Is(err, xdr.ErrBusy):
+		// Another session holds the device. If it is ours (a launch that died after its call
+		// went through), adopt it; someone else's is reported at once rather than waited for:
+		// an analyst working the host interactively may keep it for an hour.
+		other, ferr := client.FindActiveAction(ctx, a.HostID)
+		if ferr == nil && other.Comment == comment(id) {
+			act, err = other, nil
+			break
+		}
+		release()
+		if ferr != nil {
+			return fail(fmt.Sprintf("host busy: another Live Response session holds the device (%v)", err))
+		}
+		return fail(fmt.Sprintf("host busy: another Live Response session (action %s by %s) holds the device", other.ID, cmpStr(other.Requestor, "someone else")))
+	}
+	if err != nil {
+		return retry(fmt.Errorf("scheduler: run script on %s: %w", a.HostName, err))
+	}
+	return s.enqueue(ctx, WatchArgs{AcquisitionID: id, ConnectionID: conn.ID, ActionID: act.ID, LeaseID: lease.ID, StartedAt: s.cfg.Now()},
+		&river.InsertOpts{ScheduledAt: s.cfg.Now().Add(s.scaled(3 * time.Second))})
+}
+
+// wait records that the acquisition waits for the limits and snoozes its launch job.
+func (s *Scheduler) wait(ctx context.Context, a *quarry.Acquisition, d time.Duration) error {
+	if a.State != quarry.AcquisitionWaitingForSlot {
+		if _, err := s.transition(ctx, a.ID, quarry.AcquisitionWaitingForSlot, ""); err != nil {
+			return err
+		}
+	}
+	return river.JobSnooze(d)
+}
+
+func cmpStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// host returns the inventory's view of a host, refreshing the inventory first when asked and
+// it is older than PollEvery (one call lists every host of the connection).
+func (s *Scheduler) host(ctx context.Context, c *quarry.Connection, hostID string, fresh bool) (*xdr.Host, error) {
+	if fresh {
+		inv, err := s.cfg.Hosts.FindInventory(ctx, c.ID)
+		if err != nil || s.cfg.Now().Sub(inv.FetchedAt) > s.cfg.PollEvery {
+			if err := s.cfg.Integrations.Refresh(ctx, c); err != nil {
+				s.cfg.Logger.Warn("inventory refresh", "connection", c.ID, "err", err)
+			}
+		}
+	}
+	return s.cfg.Hosts.FindHost(ctx, c.ID, hostID)
+}
+
+// offline parks an acquisition of an offline host, or expires it after OfflineExpiry.
+func (s *Scheduler) offline(ctx context.Context, a *quarry.Acquisition) error {
+	since := a.CreatedAt
+	for _, h := range a.History {
+		if h.State == quarry.AcquisitionOfflinePending {
+			since = h.At
+		}
+	}
+	if a.State == quarry.AcquisitionOfflinePending && s.cfg.Now().Sub(since) >= s.scaled(s.cfg.OfflineExpiry) {
+		_, err := s.transition(ctx, a.ID, quarry.AcquisitionExpired, fmt.Sprintf("Host %s stayed offline for %s.", a.HostName, s.cfg.OfflineExpiry))
+		return err
+	}
+	if a.State != quarry.AcquisitionOfflinePending {
+		if _, err := s.transition(ctx, a.ID, quarry.AcquisitionOfflinePending, ""); err != nil {
+			return err
+		}
+	}
+	// The next look refreshes the inventory (one call for every host of the connection); once
+	// a minute is often enough for a host to be noticed soon after it comes back.
+	return river.JobSnooze(max(s.cfg.PollEvery, s.scaled(time.Minute)))
+}
+
+type watchWorker struct {
+	river.WorkerDefaults[WatchArgs]
+	s *Scheduler
+}
+
+func (w *watchWorker) Work(ctx context.Context, job *river.Job[WatchArgs]) error {
+	return w.s.watch(ctx, job.Args)
+}
+
+// watch polls one action. While it runs, the job snoozes; the interval grows with the number
+// of actions the connection runs so that polling stays under pollCallsPerMinute.
+func (s *Scheduler) watch(ctx context.Context, w WatchArgs) error {
+	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, w.AcquisitionID)
+	if err != nil {
+		return err
+	}
+	if a.State == quarry.AcquisitionCancelled {
+		_, err := s.cfg.Limiter.ReleaseByAcquisition(ctx, a.ID, s.cfg.Now())
+		return err
+	}
+	client, err := s.clientFor(ctx, w.ConnectionID)
+	if err != nil {
+		return err
+	}
+	act, err := client.GetAction(ctx, w.ActionID)
+	if errors.Is(err, xdr.ErrThrottled) {
+		return river.JobSnooze(max(xdr.RetryAfter(err), s.cfg.PollEvery))
+	} else if err != nil {
+		return fmt.Errorf("scheduler: get action %s: %w", w.ActionID, err)
+	}
+	if !act.Done() {
+		if act.Status == xdr.ActionPending && s.cfg.Now().Sub(w.StartedAt) > s.scaled(PendingTooLong) {
+			if conn, err := s.cfg.Connections.FindConnectionByID(ctx, w.ConnectionID); err == nil {
+				if h, err := s.host(ctx, conn, a.HostID, true); err == nil && !h.Online {
+					if err := client.CancelAction(ctx, act.ID, "Quarry: host went offline"); err != nil {
+						return fmt.Errorf("scheduler: cancel pending action: %w", err)
+					}
+					s.release(ctx, w)
+					if _, err := s.transition(ctx, a.ID, quarry.AcquisitionOfflinePending, ""); err != nil {
+						return err
+					}
+					return s.enqueue(ctx, LaunchArgs{AcquisitionID: a.ID}, &river.InsertOpts{ScheduledAt: s.cfg.Now().Add(s.cfg.PollEvery)})
+				}
+			}
+		}
+		return river.JobSnooze(s.pollInterval(ctx, w.ConnectionID))
+	}
+	// The slot is free as soon as the action ends, whatever the collector does next.
+	s.release(ctx, w)
+	switch act.Status {
+	case xdr.ActionCancelled:
+		return s.settle(ctx, a, quarry.AcquisitionCancelled, "")
+	case xdr.ActionFailed, xdr.ActionTimedOut:
+		msg := "Live Response action " + act.Status
+		if act.Error != "" {
+			msg += ": " + act.Error
+		}
+		if out, err := client.ScriptOutput(ctx, act.ID); err == nil && strings.TrimSpace(out.Stderr) != "" {
+			msg += "; script errors: " + strings.TrimSpace(out.Stderr)
+		}
+		return s.settle(ctx, a, quarry.AcquisitionFailed, msg)
+	}
+	out, err := client.ScriptOutput(ctx, act.ID)
+	if err != nil {
+		return fmt.Errorf("scheduler: script output of %s: %w", act.ID, err)
+	}
+	line, ok := lastJSON(out.Stdout)
+	switch {
+	case ok && line.Status == "started":
+		return s.settle(ctx, a, quarry.AcquisitionCollecting, "")
+	case ok && line.Status == "error":
+		return s.settle(ctx, a, quarry.AcquisitionFailed, fmt.Sprintf("%s (exit code %d)", line.Error, out.ExitCode))
+	}
+	msg := fmt.Sprintf("The bootstrap printed no status line (exit code %d).", out.ExitCode)
+	if e := strings.TrimSpace(out.Stderr); e != "" {
+		msg += " Script errors: " + e
+	}
+	return s.settle(ctx, a, quarry.AcquisitionFailed, msg)
+}
+
+func (s *Scheduler) release(ctx context.Context, w WatchArgs) {
+	if err := s.cfg.Limiter.Release(ctx, w.LeaseID, s.cfg.Now()); err != nil {
+		s.cfg.Logger.Warn("release lease", "acquisition", w.AcquisitionID, "err", err)
+	}
+}
+
+// settle records an action's outcome unless the collector already moved the acquisition on (it
+// enrols and reports while the action is still being polled) or it ended.
+func (s *Scheduler) settle(ctx context.Context, a *quarry.Acquisition, state, msg string) error {
+	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	if a.State != quarry.AcquisitionLaunching && (state == quarry.AcquisitionCollecting || a.State != quarry.AcquisitionCollecting) {
+		return nil
+	}
+	if !quarry.CanTransitionAcquisition(a.State, state) {
+		return nil
+	}
+	_, err = s.transition(ctx, a.ID, state, msg)
+	return err
+}
+
+// status is the one line of JSON a bootstrap prints.
+type status struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+// lastJSON finds the last line of out that is a JSON object with a status.
+func lastJSON(out string) (status, bool) {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var st status
+		if json.Unmarshal([]byte(l), &st) == nil && st.Status != "" {
+			return st, true
+		}
+	}
+	return status{}, false
+}
+
+// pollInterval spreads GetAction calls: n running actions polled every n/pollCallsPerMinute
+// minutes (scaled) stay under the bound, and never more often than PollEvery.
+func (s *Scheduler) pollInterval(ctx context.Context, connectionID int64) time.Duration {
+	n, err := s.cfg.Limiter.Running(ctx, connectionID)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	return max(s.cfg.PollEvery, s.scaled(time.Duration(n)*time.Minute/pollCallsPerMinute))
+}
+
+type watchdogWorker struct {
+	river.WorkerDefaults[WatchdogArgs]
+	s *Scheduler
+}
+
+func (w *watchdogWorker) Work(ctx context.Context, _ *river.Job[WatchdogArgs]) error {
+	return w.s.Watchdog(ctx)
+}
+
+// Watchdog fails collections whose collector went silent for HeartbeatTimeout and expires
+// leases older than a script can run (their holder died before releasing them).
+func (s *Scheduler) Watchdog(ctx context.Context) error {
+	now := s.cfg.Now()
+	var errs []error
+	if _, err := s.cfg.Limiter.Expire(ctx, now.Add(-s.scaled(ScriptTimeout+LeaseMargin)), now); err != nil {
+		errs = append(errs, fmt.Errorf("scheduler: expire leases: %w", err))
+	}
+	for _, st := range []string{quarry.AcquisitionCollecting, quarry.AcquisitionUploading} {
+		list, err := s.findAll(ctx, quarry.AcquisitionFilter{State: &st})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, a := range list {
+			last := a.UpdatedAt
+			if a.LastHeartbeatAt != nil && a.LastHeartbeatAt.After(last) {
+				last = *a.LastHeartbeatAt
+			}
+			if now.Sub(last) < s.scaled(s.cfg.HeartbeatTimeout) {
+				continue
+			}
+			msg := fmt.Sprintf("no heartbeat from the collector for %d minutes", int(s.cfg.HeartbeatTimeout.Minutes()))
+			if _, err := s.transition(ctx, a.ID, quarry.AcquisitionFailed, msg); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
