@@ -29,7 +29,7 @@ type acquisitionRow struct {
 	*quarry.Acquisition
 	Percent int           // of bytes, when the collector reported a total
 	Elapsed time.Duration // since creation, until a final state
-	Final   bool // collection is over (the package arrived, or it never will); no cancel
+	Final   bool          // collection is over (the package arrived, or it never will); no cancel
 }
 
 // collecting reports whether an acquisition is still on its way to a package.
