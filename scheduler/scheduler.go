@@ -15,6 +15,8 @@ package scheduler
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,6 +106,7 @@ type Scheduler struct {
 	client  jobs.Client
 	scripts map[scriptKey]*scriptRecord
 	clients map[int64]openClient
+	waiting map[int64]map[int64]bool // connection → acquisitions waiting for its limits (queue)
 }
 
 // openClient is a provider client kept across jobs, so that its access token and rate windows
@@ -159,7 +162,8 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.PollEvery < 0 || cfg.HeartbeatTimeout < 0 || cfg.OfflineExpiry < 0 {
 		return nil, errors.New("scheduler: negative duration in config")
 	}
-	return &Scheduler{cfg: cfg, scripts: map[scriptKey]*scriptRecord{}, clients: map[int64]openClient{}}, nil
+	return &Scheduler{cfg: cfg, scripts: map[scriptKey]*scriptRecord{}, clients: map[int64]openClient{},
+		waiting: map[int64]map[int64]bool{}}, nil
 }
 
 // scaled shortens a platform duration by the TimeScale.
@@ -173,7 +177,9 @@ func (s *Scheduler) Register(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &watchWorker{s: s})
 	river.AddWorker(workers, &watchdogWorker{s: s})
 	return []*river.PeriodicJob{
-		river.NewPeriodicJob(river.PeriodicInterval(s.cfg.PollEvery),
+		// Once a (scaled) minute at most: it guards timeouts of a quarter of an hour and reads
+		// every collection, a cost that at PollEvery's pace grows with a thousand of them.
+		river.NewPeriodicJob(river.PeriodicInterval(max(s.cfg.PollEvery, s.scaled(time.Minute))),
 			func() (river.JobArgs, *river.InsertOpts) { return WatchdogArgs{}, nil },
 			&river.PeriodicJobOpts{ID: WatchdogArgs{}.Kind(), RunOnStart: true}),
 	}
@@ -448,15 +454,10 @@ func (s *Scheduler) ensureScript(ctx context.Context, client xdr.Client, connect
 		}
 		token, expiry = secret, t.ExpiresAt
 	}
-	sc, err := bootstrap.Render(bootstrap.Params{OS: family, ServerURL: s.cfg.PublicURL, EnrolToken: token, Builds: pins,
+	sc, err := s.render(bootstrap.Params{OS: family, ServerURL: s.cfg.PublicURL, EnrolToken: token, Builds: pins,
 		Version: s.cfg.Version, ConnectionID: connectionID, CACertPEM: s.cfg.CACertPEM})
 	if err != nil {
 		return "", err
-	}
-	if s.cfg.ScriptOverride != nil {
-		if sc.Content, err = s.cfg.ScriptOverride(family); err != nil {
-			return "", fmt.Errorf("scheduler: script override: %w", err)
-		}
 	}
 	if err := client.PutScript(ctx, xdr.Script{Name: sc.Name, Content: sc.Content,
 		Description:           "Quarry bootstrap: starts the quarry-host collector for one acquisition.",
@@ -465,4 +466,17 @@ func (s *Scheduler) ensureScript(ctx context.Context, client xdr.Client, connect
 	}
 	rec.token, rec.tokenExpiry, rec.publicURL, rec.builds, rec.contentHash = token, expiry, s.cfg.PublicURL, key.String(), sc.SHA256
 	return sc.Name, nil
+}
+
+// render makes the bootstrap, or Config.ScriptOverride's replacement under the same name.
+func (s *Scheduler) render(p bootstrap.Params) (bootstrap.Script, error) {
+	if s.cfg.ScriptOverride == nil {
+		return bootstrap.Render(p)
+	}
+	content, err := s.cfg.ScriptOverride(p.OS)
+	if err != nil {
+		return bootstrap.Script{}, fmt.Errorf("scheduler: script override: %w", err)
+	}
+	sum := sha256.Sum256(content)
+	return bootstrap.Script{Name: bootstrap.LibraryName(p.ConnectionID, p.OS), Content: content, SHA256: hex.EncodeToString(sum[:])}, nil
 }

@@ -48,6 +48,8 @@ type env struct {
 	integ   *integration.Service
 	conn    *quarry.Connection
 	project *quarry.Project
+
+	pollInterval time.Duration // River's, see envOptions
 }
 
 // newEnv runs Quarry's real pieces on SQLite and loopback: the intake and collector download
@@ -64,6 +66,10 @@ type envOptions struct {
 	maxRunning int
 	script     func(os string) ([]byte, error)
 	heartbeat  time.Duration // Config.HeartbeatTimeout; default an hour
+	// tokenLifetime is the emulator's access token lifetime (simulated time); default an hour.
+	tokenLifetime time.Duration
+	// pollInterval is River's fetch interval; default 20 ms.
+	pollInterval time.Duration
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -71,7 +77,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	ctx := t.Context()
 	db := sqldbtest.Open(t, sqldb.DialectSQLite)
 	sim, err := defendersim.Start(ctx, defendersim.Options{Machines: o.machines, Seed: 11, TimeScale: o.scale, DataDir: t.TempDir(),
-		Limits: defendersim.Limits{MaxSessions: 25, LiveResponsePerMinute: 10}})
+		Limits: defendersim.Limits{MaxSessions: 25, LiveResponsePerMinute: 10, TokenLifetime: o.tokenLifetime}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +137,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		e.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	e.db = db
+	e.pollInterval = o.pollInterval
 	e.start()
 	return e
 }
@@ -145,7 +152,7 @@ func (e *env) start() {
 	}
 	workers := river.NewWorkers()
 	periodic := e.sched.Register(workers)
-	runner, err := jobs.New(e.db, jobs.Config{Logger: cmp.Or(e.cfg.Logger, slog.New(slog.DiscardHandler)), Workers: workers, PeriodicJobs: periodic, TestOnly: true, PollInterval: 20 * time.Millisecond})
+	runner, err := jobs.New(e.db, jobs.Config{Logger: cmp.Or(e.cfg.Logger, slog.New(slog.DiscardHandler)), Workers: workers, PeriodicJobs: periodic, TestOnly: true, PollInterval: cmp.Or(e.pollInterval, 20*time.Millisecond)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

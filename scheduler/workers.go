@@ -24,7 +24,9 @@ type LaunchArgs struct {
 func (LaunchArgs) Kind() string { return "acquisition_launch" }
 
 // InsertOpts: errors retry a few times; waits are snoozes and do not count.
-func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 5} }
+// Launches run after watches (a larger number is a lower priority): a watch frees a slot, while
+// a thousand launches waiting for the limits would otherwise be fetched ahead of it.
+func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 5, Priority: 2} }
 
 // WatchArgs follows one running Live Response action until it ends.
 type WatchArgs struct {
@@ -67,6 +69,7 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 	// launching: a launch that died between the state change and the call, or whose call failed.
 	case quarry.AcquisitionQueued, quarry.AcquisitionWaitingForSlot, quarry.AcquisitionOfflinePending, quarry.AcquisitionLaunching:
 	default:
+		s.unqueue(a)
 		return nil // cancelled or finished meanwhile
 	}
 	fail := func(msg string) error {
@@ -111,8 +114,12 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		if reason == limit.ReasonRate && !retryAt.IsZero() {
 			wait = max(retryAt.Sub(s.cfg.Now()), time.Millisecond)
 		}
+		if reason != limit.ReasonHostBusy {
+			wait += s.queue(conn.ID, id)
+		}
 		return s.wait(ctx, a, wait)
 	}
+	s.unqueue(a)
 	release := func() {
 		if err := s.cfg.Limiter.Release(context.WithoutCancel(ctx), lease.ID, s.cfg.Now()); err != nil {
 			s.cfg.Logger.Warn("release lease", "acquisition", id, "err", err)
@@ -167,9 +174,16 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 	if err != nil {
 		return retry(fmt.Errorf("scheduler: run script on %s: %w", a.HostName, err))
 	}
-	return s.enqueue(ctx, WatchArgs{AcquisitionID: id, ConnectionID: conn.ID, ActionID: act.ID, LeaseID: lease.ID, StartedAt: s.cfg.Now()},
-		&river.InsertOpts{ScheduledAt: s.cfg.Now().Add(s.scaled(3 * time.Second))})
+	// The watch is inserted to run now and snoozes until the first poll is due: River makes a job
+	// inserted for later available only at its scheduler's next run (every 5 s), which would hold
+	// a time-scaled slot many times longer than the action, while a short snooze is honoured to
+	// the fetch interval.
+	return s.enqueue(ctx, WatchArgs{AcquisitionID: id, ConnectionID: conn.ID, ActionID: act.ID, LeaseID: lease.ID, StartedAt: s.cfg.Now()}, nil)
 }
+
+// firstPoll is how long after the launch an action is first polled: a device takes seconds to
+// pick a request up.
+const firstPoll = 3 * time.Second
 
 // wait records that the acquisition waits for the limits and snoozes its launch job.
 func (s *Scheduler) wait(ctx context.Context, a *quarry.Acquisition, d time.Duration) error {
@@ -179,6 +193,44 @@ func (s *Scheduler) wait(ctx context.Context, a *quarry.Acquisition, d time.Dura
 		}
 	}
 	return river.JobSnooze(d)
+}
+
+// queue records that the acquisition waits for the connection's limits and returns how much
+// longer than the next free launch it should wait: a window for every LaunchesPerWindow
+// acquisitions waiting ahead of it (oldest first). Without it every waiting launch would wake
+// for each free launch, a thousand database round trips for one launch. The queue is this
+// process's view only; after a restart it fills again as launches wake, and an entry left by a
+// cancelled acquisition only delays the ones behind it until its launch job wakes and drops it.
+func (s *Scheduler) queue(connectionID, id int64) time.Duration {
+	l := s.cfg.Limits(connectionID)
+	if l.Validate() != nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.waiting[connectionID]
+	if q == nil {
+		q = map[int64]bool{}
+		s.waiting[connectionID] = q
+	}
+	q[id] = true
+	ahead := 0
+	for other := range q {
+		if other < id {
+			ahead++
+		}
+	}
+	return time.Duration(ahead/l.LaunchesPerWindow) * l.Window
+}
+
+// unqueue removes the acquisition from its connection's queue.
+func (s *Scheduler) unqueue(a *quarry.Acquisition) {
+	if a.ConnectionID == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.waiting[*a.ConnectionID], a.ID)
+	s.mu.Unlock()
 }
 
 func cmpStr(s, def string) string {
@@ -236,6 +288,9 @@ func (w *watchWorker) Work(ctx context.Context, job *river.Job[WatchArgs]) error
 // watch polls one action. While it runs, the job snoozes; the interval grows with the number
 // of actions the connection runs so that polling stays under pollCallsPerMinute.
 func (s *Scheduler) watch(ctx context.Context, w WatchArgs) error {
+	if wait := w.StartedAt.Add(s.scaled(firstPoll)).Sub(s.cfg.Now()); wait > 0 {
+		return river.JobSnooze(wait)
+	}
 	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, w.AcquisitionID)
 	if err != nil {
 		return err
