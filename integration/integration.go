@@ -32,6 +32,14 @@ type Service struct {
 
 	mu       sync.Mutex
 	inflight map[int64]*refresh // one inventory fetch per connection at a time
+	clients  map[int64]cachedClient
+}
+
+// cachedClient keeps a connection's provider client, and with it the platform access token,
+// until the connection changes (a rotated secret or a moved endpoint bumps UpdatedAt).
+type cachedClient struct {
+	updated time.Time
+	client  xdr.Client
 }
 
 type refresh struct {
@@ -150,11 +158,27 @@ func (s *Service) Client(ctx context.Context, c *quarry.Connection) (xdr.Client,
 	if c.DeletedAt != nil {
 		return nil, quarry.Errorf(quarry.ECONFLICT, "Connection %q was deleted.", c.Name)
 	}
+	s.mu.Lock()
+	cc, ok := s.clients[c.ID]
+	s.mu.Unlock()
+	if ok && cc.updated.Equal(c.UpdatedAt) {
+		return cc.client, nil
+	}
 	sec, err := s.Box.Open(c.SecretSealed, c.SecretPlace())
 	if err != nil {
 		return nil, fmt.Errorf("integration: connection %d: %w", c.ID, err)
 	}
-	return s.open(c, string(sec))
+	client, err := s.open(c, string(sec))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.clients == nil {
+		s.clients = map[int64]cachedClient{}
+	}
+	s.clients[c.ID] = cachedClient{updated: c.UpdatedAt, client: client}
+	s.mu.Unlock()
+	return client, nil
 }
 
 // Check runs the check of a saved connection and records its result.

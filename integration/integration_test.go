@@ -151,3 +151,50 @@ func TestCreateAndRotate(t *testing.T) {
 		t.Fatal("a sealed secret opened under another connection's identity")
 	}
 }
+
+// TestClientReuse: inventory refreshes and checks of one connection share one provider client,
+// so the platform is not asked for a new access token each time; a rotation replaces it.
+func TestClientReuse(t *testing.T) {
+	s, sim, _ := setup(t, 5)
+	ctx := context.Background()
+	c, _, err := s.Create(ctx, newConn(sim, "reuse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := func() int {
+		n := 0
+		for k, v := range sim.Stats().CallsByEndpoint {
+			if strings.Contains(strings.ToLower(k), "token") {
+				n += v
+			}
+		}
+		return n
+	}
+	if _, _, err := s.Check(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := tokens()
+	if before == 0 {
+		t.Fatalf("the emulator counted no token calls: %v", sim.Stats().CallsByEndpoint)
+	}
+	for range 3 {
+		if err := s.Refresh(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Check(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tokens() - before; got != 0 {
+		t.Fatalf("3 refreshes and checks asked for %d new tokens, want 0", got)
+	}
+	c2, _, err := s.RotateSecret(ctx, c.ID, sim.DefaultApp().ClientSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Client(ctx, c)
+	b, _ := s.Client(ctx, c2)
+	if a == b {
+		t.Fatal("a rotated connection still uses its old client")
+	}
+}
