@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -377,5 +378,33 @@ func TestShellScriptPrivateCA(t *testing.T) {
 	r = runScript(t, "sh", renderSh(t, p), env(t), "42", "full")
 	if msg, _ := r.status["error"].(string); r.exit != 1 || !strings.Contains(msg, "certificate") {
 		t.Errorf("untrusted server: exit %d, %v", r.exit, r.status)
+	}
+}
+
+// TestShellScriptWaitsForQuarry: Quarry is down when the script starts (a restart) and comes back
+// seconds later; the download is tried again and the collector starts.
+func TestShellScriptWaitsForQuarry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connections are refused
+	q := &quarry{payload: []byte(fakeCollector)}
+	srv := &http.Server{Handler: q}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		time.Sleep(3 * time.Second)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return // the port was taken meanwhile; the script then fails and the test says so
+		}
+		srv.Serve(l)
+	}()
+	p := testParams("linux")
+	p.ServerURL, p.Builds = "http://"+addr, allBuilds(q.payload)
+	r := runScript(t, "sh", renderSh(t, p), env(t), "42", "light")
+	if r.exit != 0 || r.status["status"] != "started" {
+		t.Fatalf("exit %d, status %v, stderr %s", r.exit, r.status, r.stderr)
 	}
 }

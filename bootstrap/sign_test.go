@@ -1,84 +1,39 @@
-package bootstrap
+package bootstrap_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"strings"
 	"testing"
-	"time"
+
+	"github.com/quarry-dfir/quarry/bootstrap"
+	"github.com/quarry-dfir/quarry/bootstrap/bootstraptest"
 )
 
-// needSignTool finds osslsigncode; CI must have it (Debian package osslsigncode), elsewhere the
-// signing tests are skipped.
-func needSignTool(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath(SignTool)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI (apt-get install osslsigncode): %v", SignTool, err)
-		}
-		t.Skipf("%s not installed (Debian package osslsigncode)", SignTool)
-	}
-	return path
-}
-
-// codeSigningCert makes a self-signed code-signing certificate and its key, in PEM.
-func codeSigningCert(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Quarry test code signing"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+// windowsParams are a Windows bootstrap's parameters with a made-up build pin.
+func windowsParams() bootstrap.Params {
+	return bootstrap.Params{OS: "windows", ServerURL: "https://quarry.example:8443/", EnrolToken: "qe_Zm9vYmFyYmF6cXV4",
+		Builds: map[string]string{"windows/amd64": strings.Repeat("ab", 32)}, Version: "1.2.3", ConnectionID: 12}
 }
 
 func TestSign(t *testing.T) {
-	tool := needSignTool(t)
-	certPEM, keyPEM := codeSigningCert(t)
-	s, err := Render(testParams("windows"))
+	certPEM, keyPEM := bootstraptest.CodeSigningCert(t)
+	bootstraptest.NeedSignTool(t)
+	s, err := bootstrap.Render(windowsParams())
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, err := Sign(context.Background(), s.Content, certPEM, keyPEM)
+	signed, err := bootstrap.Sign(context.Background(), s.Content, certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(signed, s.Content[:100]) || !bytes.Contains(signed, []byte("# SIG # Begin signature block")) {
 		t.Fatalf("signed script does not look like the script plus a signature block")
 	}
-	if len(signed) >= MaxScriptSize {
+	if len(signed) >= bootstrap.MaxScriptSize {
 		t.Errorf("signed script is %d bytes", len(signed))
 	}
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	os.WriteFile(ca, certPEM, 0o600)
-	verify := func(content []byte) ([]byte, error) {
-		f := filepath.Join(dir, "script.ps1")
-		os.WriteFile(f, content, 0o600)
-		return exec.Command(tool, "verify", "-CAfile", ca, "-in", f).CombinedOutput()
-	}
+	verify := func(content []byte) ([]byte, error) { return bootstraptest.Verify(t, content, certPEM) }
 	if out, err := verify(signed); err != nil {
 		t.Fatalf("verify signed script: %v\n%s", err, out)
 	}
@@ -90,9 +45,8 @@ func TestSign(t *testing.T) {
 		t.Errorf("a tampered script verified:\n%s", out)
 	}
 	// Another certificate's trust does not verify it either.
-	other, _ := codeSigningCert(t)
-	os.WriteFile(ca, other, 0o600)
-	if out, err := verify(signed); err == nil {
+	other, _ := bootstraptest.CodeSigningCert(t)
+	if out, err := bootstraptest.Verify(t, signed, other); err == nil {
 		t.Errorf("verified against an unrelated CA:\n%s", out)
 	}
 
@@ -101,7 +55,7 @@ func TestSign(t *testing.T) {
 		"BadKey":   {s.Content, certPEM, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")},
 		"KeyOther": {s.Content, other, keyPEM},
 	} {
-		if _, err := Sign(context.Background(), args[0], args[1], args[2]); err == nil {
+		if _, err := bootstrap.Sign(context.Background(), args[0], args[1], args[2]); err == nil {
 			t.Errorf("%s: Sign succeeded", name)
 		}
 	}

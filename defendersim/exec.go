@@ -26,7 +26,7 @@ import (
 // or the command's error messages.
 func (s *Sim) execCommand(ctx context.Context, a *action, cmd LRCommand) (string, []string) {
 	d := a.dev
-	root, work, err := s.deviceDirs(d)
+	root, work, err := s.deviceDirs(d, needsRoot(s, cmd))
 	if err != nil {
 		s.log.Error("defendersim: device file system", "machine", d.m.ID, "err", err)
 		return "", []string{"The device could not run the command (internal error)"}
@@ -86,6 +86,23 @@ func (s *Sim) execCommand(ctx context.Context, a *action, cmd LRCommand) (string
 		return blob, nil
 	}
 	return "", []string{"Unsupported command " + cmd.Type}
+}
+
+// needsRoot tells whether a command can see the device's simulated file system. GetFile reads
+// it; a script reaches it only through QUARRY_ROOT (or the stand-in's {root}), which the
+// emulator exports only to scripts that name it. Generating a tree costs tens of milliseconds
+// of CPU, which a thousand launches of a script that never looks would spend for nothing.
+func needsRoot(s *Sim, cmd LRCommand) bool {
+	if cmd.Type != "RunScript" {
+		return true
+	}
+	name, _ := cmd.param("ScriptName")
+	f, ok := s.lookupLibrary(name)
+	return ok && scriptNamesRoot(f.data)
+}
+
+func scriptNamesRoot(script []byte) bool {
+	return bytes.Contains(script, []byte("QUARRY_ROOT")) || bytes.Contains(script, []byte("{root}"))
 }
 
 // storeResult writes a command result under DataDir and registers its blob path.

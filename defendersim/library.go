@@ -48,6 +48,13 @@ func (s *Sim) lookupLibrary(name string) (libraryFile, bool) {
 	return *f, true
 }
 
+// LibraryContent returns the content of a file in the tenant's Live Response library, as a
+// test would see it on the portal: the service itself offers no download.
+func (s *Sim) LibraryContent(name string) ([]byte, bool) {
+	f, ok := s.lookupLibrary(name)
+	return f.data, ok
+}
+
 func (s *Sim) listLibrary(c *call) error {
 	s.mu.Lock()
 	items := make([]LibraryFile, 0, len(s.library))

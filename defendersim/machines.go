@@ -456,11 +456,15 @@ func entity(c *call, set string, v any) json.RawMessage {
 	return append(out, b[1:]...)
 }
 
-// deviceDirs returns the device's file-system root and working folder, generating the file system
-// on first use (simhost.Generate is idempotent and cheap once done).
-func (s *Sim) deviceDirs(d *device) (root, work string, err error) {
+// deviceDirs returns the device's file-system root and working folder. With generate, the file
+// system is generated on first use (simhost.Generate is idempotent and cheap once done);
+// without, root is returned as it stands, possibly absent.
+func (s *Sim) deviceDirs(d *device, generate bool) (root, work string, err error) {
 	base := filepath.Join(s.dataDir, "devices", d.m.ID)
 	root, work = filepath.Join(base, "root"), filepath.Join(base, "work")
+	if !generate {
+		return root, work, nil
+	}
 	d.rootMu.Lock()
 	defer d.rootMu.Unlock()
 	if d.rootReady {
@@ -482,7 +486,7 @@ func (s *Sim) DeviceRoot(machineID string) (string, error) {
 	if d == nil {
 		return "", fmt.Errorf("defendersim: machine %s not found", machineID)
 	}
-	root, _, err := s.deviceDirs(d)
+	root, _, err := s.deviceDirs(d, true)
 	if err != nil {
 		return "", fmt.Errorf("defendersim: %w", err)
 	}

@@ -15,3 +15,5 @@ func killGroup(pid int) {
 		p.Kill()
 	}
 }
+
+func textBusy(error) bool { return false }

@@ -50,6 +50,9 @@ func (s *Sim) runScript(ctx context.Context, d *device, root, work string, f lib
 	timeout := s.clock.real(s.limits.ScriptTimeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errScriptTimeout)
 	defer cancel()
+	if !scriptNamesRoot(f.data) {
+		root = "" // see needsRoot
+	}
 	env := s.scriptEnv(d, root, work)
 	var res ScriptResult
 	if ext == ".sh" {
@@ -71,7 +74,6 @@ func (s *Sim) runScript(ctx context.Context, d *device, root, work string, f lib
 // PATH and TLS trust settings a collector needs.
 func (s *Sim) scriptEnv(d *device, root, work string) []string {
 	env := []string{
-		"QUARRY_ROOT=" + root,
 		"QUARRY_SIM_MACHINE_ID=" + d.m.ID,
 		"QUARRY_SIM_HOSTNAME=" + d.m.ComputerDNSName,
 		"QUARRY_SIM_OS=" + d.host.OS,
@@ -79,6 +81,9 @@ func (s *Sim) scriptEnv(d *device, root, work string) []string {
 		"TMPDIR=" + work,
 		"LANG=C.UTF-8",
 		"TZ=UTC",
+	}
+	if root != "" {
+		env = append(env, "QUARRY_ROOT="+root)
 	}
 	for _, k := range []string{"PATH", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -118,10 +123,12 @@ func (s *Sim) runProcess(ctx context.Context, dir string, env []string, prog str
 	defer os.Remove(errF.Name())
 	defer errF.Close()
 
-	cmd := exec.Command(prog, args...)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, outF, errF
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	cmd, err := startCommand(func() *exec.Cmd {
+		cmd := exec.Command(prog, args...)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, outF, errF
+		return cmd
+	})
+	if err != nil {
 		return nil, nil, -1, err
 	}
 	s.trackProcess(cmd.Process.Pid)
@@ -404,15 +411,31 @@ func programPath(work, name string) (string, error) {
 }
 
 // startDetached starts a program that outlives the script, as the bootstrap starts quarry-host.
+// startCommand starts the command newCmd makes in its own process group, trying again for a
+// moment while the program file is busy (textBusy).
+func startCommand(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	for try := 0; ; try++ {
+		cmd := newCmd()
+		setProcessGroup(cmd)
+		err := cmd.Start()
+		if err == nil || !textBusy(err) || try == 50 {
+			return cmd, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (s *Sim) startDetached(work string, env []string, prog string, args []string) error {
 	logf, err := os.OpenFile(filepath.Join(work, filepath.Base(prog)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(prog, args...)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = work, env, logf, logf
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	cmd, err := startCommand(func() *exec.Cmd {
+		cmd := exec.Command(prog, args...)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = work, env, logf, logf
+		return cmd
+	})
+	if err != nil {
 		logf.Close()
 		return err
 	}
@@ -423,6 +446,12 @@ func (s *Sim) startDetached(work string, env []string, prog string, args []strin
 	})
 	return nil
 }
+
+// downloadTries and downloadRetryDelay are the Windows bootstrap's download retries.
+const (
+	downloadTries      = 7
+	downloadRetryDelay = 5 * time.Second
+)
 
 // maxDownload bounds the stand-in's downloads.
 const maxDownload = 512 << 20
@@ -449,7 +478,23 @@ func (s *Sim) download(ctx context.Context, rawURL, wantHex, work, name, bearer 
 	if client == nil {
 		client = http.DefaultClient
 	}
-	resp, err := client.Do(req)
+	// As the Windows bootstrap does: no connection, 429 or 5xx is tried again every 5 s
+	// (real seconds, as on a host) up to seven times.
+	var resp *http.Response
+	for try := 1; ; try++ {
+		resp, err = client.Do(req)
+		transient := err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+		if !transient || try >= downloadTries || ctx.Err() != nil {
+			break
+		}
+		if err == nil {
+			resp.Body.Close()
+		}
+		select {
+		case <-time.After(downloadRetryDelay):
+		case <-ctx.Done():
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,7 @@ func TestGetFileWindows(t *testing.T) {
 	if a := c.waitFinal(id); a["status"] != "Succeeded" {
 		t.Fatalf("action = %v", a)
 	}
-	root, _, _ := s.deviceDirs(d)
+	root, _, _ := s.deviceDirs(d, true)
 	rel, _ := devicePath("windows", story.PersistencePath)
 	want, _ := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
 	if got := resultOf(t, s, c, id, 1); !bytes.Equal(got, want) || len(want) == 0 {
@@ -281,7 +281,7 @@ func TestStandIn(t *testing.T) {
 	}
 	var res ScriptResult
 	json.Unmarshal(resultOf(t, s, c, id, 0), &res)
-	root, work, _ := s.deviceDirs(d)
+	root, work, _ := s.deviceDirs(d, true)
 	if !strings.HasPrefix(res.ScriptOutput, `Transcript started, output file is C:\ProgramData\`) {
 		t.Errorf("output %q lacks the transcript banner", res.ScriptOutput)
 	}
@@ -368,5 +368,36 @@ func TestStandInDocInSync(t *testing.T) {
 	steps, err := parseStandIn([]byte(strings.Join(example, "\n")))
 	if err != nil || len(steps) != len(example) || len(steps) < 3 {
 		t.Errorf("doc.go example parses to %d steps of %d lines, err %v", len(steps), len(example), err)
+	}
+}
+
+// TestRootOnlyForScriptsThatNameIt: a script that never names QUARRY_ROOT gets no such variable and
+// costs no generated tree; the device's tree appears with the first script that names it.
+func TestRootOnlyForScriptsThatNameIt(t *testing.T) {
+	s := MustStart(t, Options{Seed: 3, Machines: 20, TimeScale: 600})
+	c := newClient(t, s, App{})
+	d := deviceWith(t, s, "linux", false)
+	root := filepath.Join(s.dataDir, "devices", d.m.ID, "root")
+	run := func(name, script string) ScriptResult {
+		t.Helper()
+		c.mustUpload(name, []byte(script))
+		id := c.startLR(d.m.ID, runScriptBody(name, ""))
+		if a := c.waitFinal(id); a["status"] != "Succeeded" {
+			t.Fatalf("action = %v", a)
+		}
+		var res ScriptResult
+		if err := json.Unmarshal(resultOf(t, s, c, id, 0), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := run("plain.sh", "env | grep -c '^QUARRY_R' || true\n"); res.ScriptOutput != "0\n" {
+		t.Errorf("a script that does not name the root saw it: %q", res.ScriptOutput)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("the device tree was generated for a script that cannot see it: %v", err)
+	}
+	if res := run("named.sh", `test -f "$QUARRY_ROOT/etc/hostname" && echo found`+"\n"); res.ScriptOutput != "found\n" {
+		t.Errorf("a script that names the root did not find the device tree: %+v", res)
 	}
 }

@@ -29,6 +29,9 @@ type Service struct {
 	Now          func() time.Time
 	InventoryTTL time.Duration
 	HTTPClient   *http.Client // for tests; nil uses the provider's default
+	// TimeScale runs the providers' rate windows and backoff this many times faster, to match
+	// an emulator run at the same scale; 0 is 1 (production).
+	TimeScale float64
 
 	mu       sync.Mutex
 	inflight map[int64]*refresh // one inventory fetch per connection at a time
@@ -141,7 +144,7 @@ func (s *Service) open(c *quarry.Connection, clientSecret string) (xdr.Client, e
 	client, err := p.Open(xdr.Config{
 		TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: clientSecret, Cloud: c.Cloud,
 		APIURL: c.APIURL, AuthorityURL: c.AuthorityURL, CACertPEM: []byte(c.CACertPEM),
-		HTTPClient: s.HTTPClient, Logger: s.logger().With("connection", c.ID, "provider", c.Provider),
+		HTTPClient: s.HTTPClient, Logger: s.logger().With("connection", c.ID, "provider", c.Provider), TimeScale: s.TimeScale,
 	})
 	if err != nil {
 		var ce *xdr.ConfigError

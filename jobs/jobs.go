@@ -31,6 +31,9 @@ const (
 	DefaultExpireEvery = 10 * time.Minute
 	DefaultTokenGrace  = 30 * 24 * time.Hour
 	DefaultMaxWorkers  = 10
+	// DefaultRescueAfter: River's own default is an hour, during which an acquisition whose
+	// launch was running in a killed server would sit still.
+	DefaultRescueAfter = 5 * time.Minute
 )
 
 // LoginFailureRetention is how long login failures are kept; throttling looks back less far.
@@ -65,6 +68,11 @@ type Config struct {
 
 	// PeriodicJobs are other features' schedules, started with the Runner.
 	PeriodicJobs []*river.PeriodicJob
+	// RescueAfter is how long a job may stay running before another process takes it up
+	// again, its own having died (killed, crashed, lost its host); default DefaultRescueAfter.
+	// Jobs are cancelled after at most half of it (and a minute), so that a slow job is never
+	// run twice at once.
+	RescueAfter time.Duration
 	// MaxWorkers bounds how many jobs run at once in this process; default DefaultMaxWorkers.
 	MaxWorkers int
 	// PollInterval is how often River looks for new jobs when it is not told of them (always
@@ -122,14 +130,15 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 	cfg.ExpireEvery = cmp.Or(cfg.ExpireEvery, DefaultExpireEvery)
 	cfg.TokenGrace = cmp.Or(cfg.TokenGrace, DefaultTokenGrace)
 	cfg.MaxWorkers = cmp.Or(cfg.MaxWorkers, DefaultMaxWorkers)
+	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, DefaultRescueAfter)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Workers == nil {
 		cfg.Workers = river.NewWorkers()
 	}
-	if cfg.ExpireEvery < 0 || cfg.TokenGrace < 0 || cfg.MaxWorkers < 0 || cfg.PollInterval < 0 {
-		return nil, errors.New("jobs: negative duration or worker count in config")
+	if cfg.ExpireEvery < 0 || cfg.TokenGrace < 0 || cfg.MaxWorkers < 0 || cfg.PollInterval < 0 || cfg.RescueAfter < 2*time.Second {
+		return nil, errors.New("jobs: negative duration or worker count, or a rescue delay under 2s, in config")
 	}
 
 	if err := river.AddWorkerSafely(cfg.Workers, &expireWorker{cfg: cfg}); err != nil {
@@ -156,6 +165,10 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 		Schema:            db.Schema(),
 		Workers:           cfg.Workers,
 		TestOnly:          cfg.TestOnly,
+		JobTimeout:        min(time.Minute, cfg.RescueAfter/2),
+		// River's rescuer looks every 30 s, so a dead process's jobs move on within
+		// RescueAfter plus that.
+		RescueStuckJobsAfter: cfg.RescueAfter,
 	}
 	if cfg.PollInterval > 0 {
 		rc.FetchCooldown = min(cfg.PollInterval, river.FetchCooldownDefault) // River refuses a cooldown above the interval

@@ -55,6 +55,8 @@ const (
 	// than enrolRenew is left, so that a script in the library always has hours to go.
 	enrolTTL   = 24 * time.Hour
 	enrolRenew = 6 * time.Hour
+	// LeaseRetention is how long a released lease stays in the limiter's ledger.
+	LeaseRetention = 7 * 24 * time.Hour
 	// pollCallsPerMinute bounds GetAction calls per connection, well under Defender's 100 a minute.
 	pollCallsPerMinute = 40
 )
@@ -91,6 +93,10 @@ type Config struct {
 	// Client opens a connection's platform client; default Integrations.Client. Tests pass
 	// one that runs the provider at the emulator's TimeScale.
 	Client func(ctx context.Context, c *quarry.Connection) (xdr.Client, error)
+	// Sign, when set, signs the Windows bootstrap (Authenticode) before it is uploaded, so a
+	// tenant can keep unsigned script execution off. bootstrap.Sign with the configured
+	// certificate is the production one.
+	Sign func(ctx context.Context, ps1 []byte) ([]byte, error)
 	// ScriptOverride, when set, replaces the rendered bootstrap's content for an OS family
 	// ("windows", "linux", "macos"); the library name stays the same. Benchmarks use it to
 	// measure launching alone, with a script that prints the started line and exits instead of
@@ -107,6 +113,8 @@ type Scheduler struct {
 	scripts map[scriptKey]*scriptRecord
 	clients map[int64]openClient
 	waiting map[int64]map[int64]bool // connection → acquisitions waiting for its limits (queue)
+	pruned  time.Time                // when the watchdog last pruned the lease ledger
+	inline  int                      // launches sleeping in their worker (sleepInline)
 }
 
 // openClient is a provider client kept across jobs, so that its access token and rate windows
@@ -458,6 +466,14 @@ func (s *Scheduler) ensureScript(ctx context.Context, client xdr.Client, connect
 		Version: s.cfg.Version, ConnectionID: connectionID, CACertPEM: s.cfg.CACertPEM})
 	if err != nil {
 		return "", err
+	}
+	if family == "windows" && s.cfg.Sign != nil {
+		signed, err := s.cfg.Sign(ctx, sc.Content)
+		if err != nil {
+			return "", fmt.Errorf("scheduler: sign %s: %w", sc.Name, err)
+		}
+		sum := sha256.Sum256(signed)
+		sc.Content, sc.SHA256 = signed, hex.EncodeToString(sum[:])
 	}
 	if err := client.PutScript(ctx, xdr.Script{Name: sc.Name, Content: sc.Content,
 		Description:           "Quarry bootstrap: starts the quarry-host collector for one acquisition.",

@@ -70,6 +70,14 @@ type envOptions struct {
 	tokenLifetime time.Duration
 	// pollInterval is River's fetch interval; default 20 ms.
 	pollInterval time.Duration
+	// offlineExpiry is Config.OfflineExpiry (Defender time); default the scheduler's.
+	offlineExpiry time.Duration
+	// wrap, when set, wraps the provider client: fault injection at the platform boundary.
+	wrap func(xdr.Client) xdr.Client
+	// releaseDir is the collector store's folder of release builds, if any.
+	releaseDir string
+	// sign is Config.Sign.
+	sign func(ctx context.Context, ps1 []byte) ([]byte, error)
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -119,7 +127,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := collectorbin.New(t.TempDir(), "", "test", nil)
+	store := collectorbin.New(t.TempDir(), o.releaseDir, "test", nil)
 	mux.Handle(collectorbin.DownloadPrefix, store.Handler(in.AuthorizeEnrolToken))
 	mux.Handle("/", in.Handler())
 
@@ -128,10 +136,15 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	e.cfg = scheduler.Config{Acquisitions: e.acqs, Connections: e.integ.Connections, Hosts: e.hosts,
 		Integrations: e.integ, UploadTokens: sqldb.NewUploadTokenService(db), Limiter: sqldb.NewLimiter(db, limits), Intake: in, Collectors: store, PublicURL: srv.URL,
 		Limits: limits, PollEvery: 100 * time.Millisecond, HeartbeatTimeout: cmp.Or(o.heartbeat, time.Hour), TimeScale: o.scale, ScriptOverride: o.script,
+		OfflineExpiry: o.offlineExpiry, Sign: o.sign,
 		// The provider runs its own rate windows at the emulator's pace.
 		Client: func(ctx context.Context, c *quarry.Connection) (xdr.Client, error) {
-			return provider.Open(xdr.Config{TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: app.ClientSecret, Cloud: c.Cloud,
+			client, err := provider.Open(xdr.Config{TenantID: c.TenantID, ClientID: c.ClientID, ClientSecret: app.ClientSecret, Cloud: c.Cloud,
 				APIURL: c.APIURL, AuthorityURL: c.AuthorityURL, CACertPEM: []byte(c.CACertPEM), TimeScale: o.scale})
+			if err == nil && o.wrap != nil {
+				client = o.wrap(client)
+			}
+			return client, err
 		}}
 	if os.Getenv("QUARRY_TEST_LOG") != "" {
 		e.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

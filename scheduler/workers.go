@@ -100,15 +100,33 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		return fail(fmt.Sprintf("Host %s runs %q; Live Response scripts run on Windows, Linux and macOS only.", a.HostName, host.OS))
 	}
 
-	lease, retryAt, reason, err := s.cfg.Limiter.TryAcquire(ctx, conn.ID, a.HostID, id, s.cfg.Now())
+	// The script is made ready before a lease is taken: a lease counts a launch in the rate
+	// window, which a launch that cannot even render its script must not spend.
+	client, err := s.open(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("scheduler: acquire lease: %w", err)
+		return s.retryOrFail(ctx, id, lastAttempt, err)
 	}
-	if lease == nil {
+	name, err := s.ensureScript(ctx, client, conn.ID, family)
+	if err != nil {
+		return s.retryOrFail(ctx, id, lastAttempt, err)
+	}
+
+	var lease *limit.Lease
+	for lease == nil {
+		var retryAt time.Time
+		var reason string
+		lease, retryAt, reason, err = s.cfg.Limiter.TryAcquire(ctx, conn.ID, a.HostID, id, s.cfg.Now())
+		if err != nil {
+			return fmt.Errorf("scheduler: acquire lease: %w", err)
+		}
+		if lease != nil {
+			break
+		}
 		// A slot or a busy host frees when a lease is released, which nobody announces: look
 		// again after the time one launch takes in the rate window.
+		l := s.cfg.Limits(conn.ID)
 		wait := s.scaled(2 * time.Second)
-		if l := s.cfg.Limits(conn.ID); l.Validate() == nil {
+		if l.Validate() == nil {
 			wait = max(l.Window/time.Duration(l.LaunchesPerWindow), 10*time.Millisecond)
 		}
 		if reason == limit.ReasonRate && !retryAt.IsZero() {
@@ -117,7 +135,15 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		if reason != limit.ReasonHostBusy {
 			wait += s.queue(conn.ID, id)
 		}
-		return s.wait(ctx, a, wait)
+		if a.State != quarry.AcquisitionWaitingForSlot {
+			if _, err := s.transition(ctx, a.ID, quarry.AcquisitionWaitingForSlot, ""); err != nil {
+				return err
+			}
+			a.State = quarry.AcquisitionWaitingForSlot
+		}
+		if !s.sleepInline(ctx, wait) {
+			return river.JobSnooze(wait)
+		}
 	}
 	s.unqueue(a)
 	release := func() {
@@ -134,14 +160,6 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		return err
 	}
 
-	client, err := s.open(ctx, conn)
-	if err != nil {
-		return retry(err)
-	}
-	name, err := s.ensureScript(ctx, client, conn.ID, family)
-	if err != nil {
-		return retry(err)
-	}
 	// The state changes before the call: the collector may enrol, which needs launching, before
 	// the call returns.
 	if a.State != quarry.AcquisitionLaunching {
@@ -172,13 +190,31 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		return fail(fmt.Sprintf("host busy: another Live Response session (action %s by %s) holds the device", other.ID, cmpStr(other.Requestor, "someone else")))
 	}
 	if err != nil {
-		return retry(fmt.Errorf("scheduler: run script on %s: %w", a.HostName, err))
+		// The call may have reached Defender even though its answer did not reach us (a
+		// timeout, a dropped connection): then an action runs under this lease. Look before
+		// letting the slot go, or the retry's ErrBusy adoption would come after a second
+		// launch had taken the slot.
+		if other, ferr := client.FindActiveAction(context.WithoutCancel(ctx), a.HostID); ferr == nil && other.Comment == comment(id) {
+			act = other
+		} else {
+			return retry(fmt.Errorf("scheduler: run script on %s: %w", a.HostName, err))
+		}
 	}
 	// The watch is inserted to run now and snoozes until the first poll is due: River makes a job
 	// inserted for later available only at its scheduler's next run (every 5 s), which would hold
 	// a time-scaled slot many times longer than the action, while a short snooze is honoured to
 	// the fetch interval.
 	return s.enqueue(ctx, WatchArgs{AcquisitionID: id, ConnectionID: conn.ID, ActionID: act.ID, LeaseID: lease.ID, StartedAt: s.cfg.Now()}, nil)
+}
+
+// retryOrFail gives err back to River to retry, or fails the acquisition with it when River
+// will not retry.
+func (s *Scheduler) retryOrFail(ctx context.Context, id int64, lastAttempt bool, err error) error {
+	if !lastAttempt {
+		return err
+	}
+	_, terr := s.transition(ctx, id, quarry.AcquisitionFailed, err.Error())
+	return terr
 }
 
 // firstPoll is how long after the launch an action is first polled: a device takes seconds to
@@ -195,9 +231,47 @@ func (s *Scheduler) wait(ctx context.Context, a *quarry.Acquisition, d time.Dura
 	return river.JobSnooze(d)
 }
 
+// inlineWait is the longest wait for the limits that a launch sleeps through in its worker
+// instead of snoozing: a snoozed job is run again only at River's next fetch, a delay that
+// the sliding rate window carries into every later launch. maxInline bounds the workers so
+// held, leaving the others to the watches that free slots.
+const (
+	inlineWait = 250 * time.Millisecond
+	maxInline  = 2
+)
+
+// sleepInline sleeps for d in the worker when d is short and few others do, and reports
+// whether it did.
+func (s *Scheduler) sleepInline(ctx context.Context, d time.Duration) bool {
+	if d > max(inlineWait, s.scaled(10*time.Second)) {
+		return false
+	}
+	s.mu.Lock()
+	if s.inline >= maxInline {
+		s.mu.Unlock()
+		return false
+	}
+	s.inline++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inline--
+		s.mu.Unlock()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // queue records that the acquisition waits for the connection's limits and returns how much
-// longer than the next free launch it should wait: a window for every LaunchesPerWindow
-// acquisitions waiting ahead of it (oldest first). Without it every waiting launch would wake
+// longer than the next free launch it should wait: an even share of the window
+// (Window/LaunchesPerWindow) for every acquisition waiting ahead of it (oldest first), the
+// pace at which the window lets launches through. Without it every waiting launch would wake
 // for each free launch, a thousand database round trips for one launch. The queue is this
 // process's view only; after a restart it fills again as launches wake, and an entry left by a
 // cancelled acquisition only delays the ones behind it until its launch job wakes and drops it.
@@ -220,7 +294,7 @@ func (s *Scheduler) queue(connectionID, id int64) time.Duration {
 			ahead++
 		}
 	}
-	return time.Duration(ahead/l.LaunchesPerWindow) * l.Window
+	return time.Duration(ahead) * l.Window / time.Duration(l.LaunchesPerWindow)
 }
 
 // unqueue removes the acquisition from its connection's queue.
@@ -282,7 +356,31 @@ type watchWorker struct {
 }
 
 func (w *watchWorker) Work(ctx context.Context, job *river.Job[WatchArgs]) error {
-	return w.s.watch(ctx, job.Args)
+	err := w.s.watch(ctx, job.Args)
+	var snooze *river.JobSnoozeError
+	if err != nil && !errors.As(err, &snooze) && job.Attempt >= job.MaxAttempts {
+		// River gives up on this job: nobody would follow the action again, so the slot and
+		// the acquisition would stay held until the watchdog's lease expiry, with the
+		// acquisition in launching for ever. Settle both now, saying why.
+		w.s.giveUp(ctx, job.Args, err)
+	}
+	return err
+}
+
+// giveUp ends a watch that kept failing: its lease is released and its acquisition failed,
+// unless the collector already reported (then the action's outcome no longer matters).
+func (s *Scheduler) giveUp(ctx context.Context, w WatchArgs, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	s.release(ctx, w)
+	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, w.AcquisitionID)
+	if err != nil {
+		s.cfg.Logger.Warn("give up watch", "acquisition", w.AcquisitionID, "err", err)
+		return
+	}
+	msg := fmt.Sprintf("Quarry could not follow Live Response action %s: %v", w.ActionID, cause)
+	if err := s.settle(ctx, a, quarry.AcquisitionFailed, msg); err != nil {
+		s.cfg.Logger.Warn("give up watch", "acquisition", w.AcquisitionID, "err", err)
+	}
 }
 
 // watch polls one action. While it runs, the job snoozes; the interval grows with the number
@@ -430,6 +528,18 @@ func (s *Scheduler) Watchdog(ctx context.Context) error {
 	var errs []error
 	if _, err := s.cfg.Limiter.Expire(ctx, now.Add(-s.scaled(ScriptTimeout+LeaseMargin)), now); err != nil {
 		errs = append(errs, fmt.Errorf("scheduler: expire leases: %w", err))
+	}
+	s.mu.Lock()
+	prune := now.Sub(s.pruned) >= s.scaled(time.Hour)
+	if prune {
+		s.pruned = now
+	}
+	s.mu.Unlock()
+	if prune {
+		// Released leases only matter to someone reading the ledger after an incident.
+		if _, err := s.cfg.Limiter.Prune(ctx, now.Add(-LeaseRetention)); err != nil {
+			errs = append(errs, fmt.Errorf("scheduler: prune leases: %w", err))
+		}
 	}
 	for _, st := range []string{quarry.AcquisitionCollecting, quarry.AcquisitionUploading} {
 		list, err := s.findAll(ctx, quarry.AcquisitionFilter{State: &st})

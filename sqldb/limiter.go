@@ -2,6 +2,8 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -83,6 +85,15 @@ func tryAcquire(ctx context.Context, tx *Tx, l limit.Limits, connectionID int64,
 		(SELECT at FROM lr_launches WHERE connection_id = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`,
 		connectionID, cut, connectionID, l.LaunchesPerWindow-1)
 	if err != nil {
+		return nil, time.Time{}, "", err
+	}
+	own := &limit.Lease{ConnectionID: connectionID, HostID: hostID, AcquisitionID: acquisitionID}
+	err = tx.queryRow(ctx, `SELECT id, acquired_at FROM lr_leases
+		WHERE connection_id = ? AND host_id = ? AND acquisition_id = ? AND released_at IS NULL`,
+		connectionID, hostID, acquisitionID).Scan(&own.ID, timeCol(&own.AcquiredAt))
+	if err == nil {
+		return own, time.Time{}, "", nil // the acquisition's own live lease: see limit.Limiter
+	} else if !errors.Is(err, sql.ErrNoRows) {
 		return nil, time.Time{}, "", err
 	}
 	var running, hostBusy int
@@ -197,6 +208,19 @@ func (s *Limiter) Expire(ctx context.Context, olderThan, now time.Time) ([]limit
 	}
 	limit.SortLeases(list)
 	return list, nil
+}
+
+// Prune implements limit.Limiter.
+func (s *Limiter) Prune(ctx context.Context, releasedBefore time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, "DELETE FROM lr_leases WHERE released_at IS NOT NULL AND released_at < ?", releasedBefore)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	return int(n), translate(err, "limiter: prune leases", "", "")
 }
 
 // write runs fn in a read-write transaction and commits it.

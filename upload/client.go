@@ -274,12 +274,17 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// attempts runs fn up to three times, waiting between tries, until it succeeds or fails in a way
-// that retrying cannot help. It is for the short exchanges at start-up (preflight, enrolment),
-// which must fail within seconds when something is wrong.
+// startAttempts bounds the tries of a start-up exchange: with the default backoff they span
+// 15 to 30 s, enough to ride out a restart of Quarry.
+const startAttempts = 6
+
+// attempts runs fn up to startAttempts times, waiting between tries, until it succeeds or fails
+// in a way that retrying cannot help. It is for the short exchanges at start-up (preflight,
+// enrolment): what is wrong for good (a refused token, an untrusted certificate) fails at once,
+// and an unreachable server within half a minute.
 func (c *Client) attempts(ctx context.Context, op string, fn func() error) error {
 	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; attempt <= startAttempts; attempt++ {
 		if attempt > 1 {
 			c.cfg.Logf("%s failed, retrying: %v", op, err)
 			if sleep(ctx, c.backoff(attempt-1)) != nil {

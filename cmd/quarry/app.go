@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/riverqueue/river"
 	"gocloud.dev/blob"
 
 	"github.com/quarry-dfir/quarry/auth"
 	"github.com/quarry-dfir/quarry/blobstore"
+	"github.com/quarry-dfir/quarry/bootstrap"
 	"github.com/quarry-dfir/quarry/collectorbin"
 	qhttp "github.com/quarry-dfir/quarry/http"
 	"github.com/quarry-dfir/quarry/intake"
@@ -101,7 +103,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Auth = &auth.Service{Users: users, Sessions: sessions, Tokens: tokens, Audit: audit}
 
 	connections, hosts := sqldb.NewConnectionService(m.DB), sqldb.NewHostService(m.DB)
-	m.Integrations = &integration.Service{Connections: connections, Hosts: hosts, Box: m.Box, Logger: m.Logger.With("part", "integration")}
+	m.Integrations = &integration.Service{Connections: connections, Hosts: hosts, Box: m.Box, Logger: m.Logger.With("part", "integration"), TimeScale: cfg.TimeScale}
 
 	// Listen before anything names the server's URL: with port 0 only the listener knows it.
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -131,12 +133,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	// The scheduler needs the public URL, intake and collector builds; its workers must be
 	// registered before the job runner is created.
-	acquisitions, limits := sqldb.NewAcquisitionService(m.DB), limit.Fixed(limit.Default)
+	acquisitions := sqldb.NewAcquisitionService(m.DB)
+	limits := limit.Fixed(limit.Limits{MaxRunning: cfg.LRMaxSessions, LaunchesPerWindow: cfg.LRLaunchesPerMinute,
+		Window: time.Duration(float64(time.Minute+cfg.LRWindowMargin) / cfg.TimeScale)})
+	sign, err := signer(*cfg)
+	if err != nil {
+		return err
+	}
 	if m.Scheduler, err = scheduler.New(scheduler.Config{
 		Acquisitions: acquisitions, Connections: connections, Hosts: hosts,
 		Integrations: m.Integrations, Limiter: sqldb.NewLimiter(m.DB, limits), Limits: limits,
 		Intake: m.Intake, Collectors: m.Collectors, UploadTokens: sqldb.NewUploadTokenService(m.DB),
 		PublicURL: cfg.PublicURL, Version: Version, Logger: m.Logger.With("part", "scheduler"),
+		HeartbeatTimeout: cfg.HeartbeatTimeout, OfflineExpiry: cfg.OfflineExpiry, Sign: sign, TimeScale: cfg.TimeScale,
 	}); err != nil {
 		return err
 	}
@@ -144,7 +153,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	periodic := m.Scheduler.Register(workers)
 	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
 		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
-		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic,
+		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic, RescueAfter: cfg.JobRescueAfter,
 	}); err != nil {
 		return err
 	}
@@ -218,4 +227,26 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// signer returns the Authenticode signing step for the Windows bootstrap when a certificate is
+// configured. The certificate is signed with once here, so that a wrong file or a missing
+// osslsigncode stops the start instead of the first Windows acquisition.
+func signer(cfg Config) (func(ctx context.Context, ps1 []byte) ([]byte, error), error) {
+	if cfg.SignCert == "" {
+		return nil, nil
+	}
+	cert, err := os.ReadFile(cfg.SignCert)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap signing certificate: %w", err)
+	}
+	key, err := os.ReadFile(cfg.SignKey)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap signing key: %w", err)
+	}
+	sign := func(ctx context.Context, ps1 []byte) ([]byte, error) { return bootstrap.Sign(ctx, ps1, cert, key) }
+	if _, err := sign(context.Background(), []byte("Write-Output 'Quarry signing check'\r\n")); err != nil {
+		return nil, fmt.Errorf("cannot sign the Windows bootstrap with %s: %w", cfg.SignCert, err)
+	}
+	return sign, nil
 }

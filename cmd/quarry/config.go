@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the server's configuration. Every field has a flag and a QUARRY_* variable; a flag
@@ -27,6 +29,27 @@ type Config struct {
 	CollectorDir string
 	// MaxUploadBytes caps one evidence package (0: the intake default, 20 GiB).
 	MaxUploadBytes int64
+
+	// Live Response limits per connection (design.md: Defender allows 25 sessions and 10
+	// launches a minute). The window is a minute plus LRWindowMargin: Defender counts launches
+	// when they reach it, so a launch whose request travels faster than the one ten launches
+	// before it must not fall inside that one's minute.
+	LRMaxSessions       int
+	LRLaunchesPerMinute int
+	LRWindowMargin      time.Duration
+	// HeartbeatTimeout fails a collection whose collector went silent; OfflineExpiry expires an
+	// acquisition whose host stayed offline (Defender keeps a queued action for 3 days).
+	HeartbeatTimeout time.Duration
+	OfflineExpiry    time.Duration
+	// SignCert and SignKey are PEM files of an Authenticode code-signing certificate (with its
+	// chain) and its key; when both are set the Windows bootstrap is signed with osslsigncode.
+	SignCert string
+	SignKey  string
+	// TimeScale divides every Live Response wait, window and timeout, to run against a
+	// Defender emulator started with the same --time-scale. Never set it against Defender.
+	TimeScale float64
+	// JobRescueAfter is how long a job a dead server was running waits before another takes it.
+	JobRescueAfter time.Duration
 
 	envErr error // a malformed QUARRY_* value, reported by normalize
 }
@@ -49,7 +72,16 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (QUARRY_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (QUARRY_LOG_FORMAT)")
 	fs.StringVar(&c.CollectorDir, "collector-dir", env("COLLECTOR_DIR", ""), "folder of quarry-host release builds quarry-host_<os>_<arch>[.exe] (QUARRY_COLLECTOR_DIR)")
-	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.envInt("MAX_UPLOAD_BYTES"), "largest evidence package accepted, in bytes (QUARRY_MAX_UPLOAD_BYTES); default 20 GiB")
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload-bytes", c.envInt("MAX_UPLOAD_BYTES", 0), "largest evidence package accepted, in bytes (QUARRY_MAX_UPLOAD_BYTES); default 20 GiB")
+	fs.IntVar(&c.LRMaxSessions, "lr-max-sessions", int(c.envInt("LR_MAX_SESSIONS", 25)), "Live Response actions running at once per connection (QUARRY_LR_MAX_SESSIONS)")
+	fs.IntVar(&c.LRLaunchesPerMinute, "lr-launches-per-minute", int(c.envInt("LR_LAUNCHES_PER_MINUTE", 10)), "Live Response launches per minute per connection (QUARRY_LR_LAUNCHES_PER_MINUTE)")
+	fs.DurationVar(&c.LRWindowMargin, "lr-window-margin", c.envDuration("LR_WINDOW_MARGIN", time.Second), "added to the one-minute launch window against network jitter (QUARRY_LR_WINDOW_MARGIN)")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.envDuration("HEARTBEAT_TIMEOUT", 15*time.Minute), "fail a collection after this long without a collector heartbeat (QUARRY_HEARTBEAT_TIMEOUT)")
+	fs.DurationVar(&c.OfflineExpiry, "offline-expiry", c.envDuration("OFFLINE_EXPIRY", 72*time.Hour), "expire an acquisition whose host stays offline this long (QUARRY_OFFLINE_EXPIRY)")
+	fs.StringVar(&c.SignCert, "sign-cert", env("SIGN_CERT", ""), "PEM code-signing certificate (and chain) to Authenticode-sign the Windows bootstrap (QUARRY_SIGN_CERT)")
+	fs.StringVar(&c.SignKey, "sign-key", env("SIGN_KEY", ""), "PEM private key of --sign-cert (QUARRY_SIGN_KEY)")
+	fs.Float64Var(&c.TimeScale, "time-scale", 1, "only against a Defender emulator run with the same --time-scale: run Live Response limits and timeouts this many times faster")
+	fs.DurationVar(&c.JobRescueAfter, "job-rescue-after", c.envDuration("JOB_RESCUE_AFTER", 5*time.Minute), "take up jobs that a dead server was running after this long (QUARRY_JOB_RESCUE_AFTER)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
 
@@ -76,6 +108,29 @@ func (c *Config) normalize() error {
 			return fmt.Errorf("public URL %q must be an absolute http(s) URL", c.PublicURL)
 		}
 	}
+	// Zero is the default, for a Config made in code (demo, tests) rather than from flags.
+	c.LRMaxSessions = cmp.Or(c.LRMaxSessions, 25)
+	c.LRLaunchesPerMinute = cmp.Or(c.LRLaunchesPerMinute, 10)
+	c.HeartbeatTimeout = cmp.Or(c.HeartbeatTimeout, 15*time.Minute)
+	c.OfflineExpiry = cmp.Or(c.OfflineExpiry, 72*time.Hour)
+	c.JobRescueAfter = cmp.Or(c.JobRescueAfter, 5*time.Minute)
+	c.TimeScale = cmp.Or(c.TimeScale, 1)
+	switch {
+	case c.LRMaxSessions < 1 || c.LRLaunchesPerMinute < 1:
+		return fmt.Errorf("Live Response limits must be at least 1 (got %d sessions, %d launches a minute)", c.LRMaxSessions, c.LRLaunchesPerMinute)
+	case c.LRWindowMargin < 0 || c.LRWindowMargin > time.Minute:
+		return fmt.Errorf("the launch window margin %s must be between 0 and a minute", c.LRWindowMargin)
+	case c.HeartbeatTimeout < time.Minute:
+		return fmt.Errorf("the heartbeat timeout %s must be at least a minute: collectors report every few seconds, but a busy host may pause", c.HeartbeatTimeout)
+	case c.TimeScale < 1 || c.TimeScale > 1000:
+		return fmt.Errorf("the time scale %g must be between 1 and 1000", c.TimeScale)
+	case c.JobRescueAfter < 2*time.Second:
+		return fmt.Errorf("the job rescue delay %s must be at least 2s", c.JobRescueAfter)
+	case c.OfflineExpiry < time.Minute:
+		return fmt.Errorf("the offline expiry %s must be at least a minute", c.OfflineExpiry)
+	case (c.SignCert == "") != (c.SignKey == ""):
+		return fmt.Errorf("signing the bootstrap needs both --sign-cert and --sign-key")
+	}
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":
 	default:
@@ -85,14 +140,28 @@ func (c *Config) normalize() error {
 }
 
 // envInt reads a QUARRY_* integer; a malformed value is kept as an error that normalize reports.
-func (c *Config) envInt(name string) int64 {
+func (c *Config) envInt(name string, def int64) int64 {
 	v := os.Getenv("QUARRY_" + name)
 	if v == "" {
-		return 0
+		return def
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		c.envErr = fmt.Errorf("QUARRY_%s=%q is not a whole number", name, v)
 	}
 	return n
+}
+
+// envDuration reads a QUARRY_* duration such as 90s or 72h; a malformed value is kept as an
+// error that normalize reports.
+func (c *Config) envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv("QUARRY_" + name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		c.envErr = fmt.Errorf("QUARRY_%s=%q is not a duration such as 90s, 15m or 72h", name, v)
+	}
+	return d
 }

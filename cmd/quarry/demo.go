@@ -48,7 +48,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m := NewMain(Config{Addr: *addr, DataDir: *data, LogLevel: level, LogFormat: "text"}, logger)
+	m := NewMain(Config{Addr: *addr, DataDir: *data, LogLevel: level, LogFormat: "text", LRWindowMargin: time.Second}, logger)
 	if err := m.Run(ctx); err != nil {
 		return err
 	}

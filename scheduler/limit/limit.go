@@ -87,6 +87,9 @@ type Limiter interface {
 	// succeed: for ReasonRate the time the oldest counted launch leaves the window, for the
 	// others the zero time, meaning "when a lease is released". A host that ValidateHost refuses, or limits that
 	// Limits.Validate refuses, are EINVALID.
+	// When acquisitionID already holds a live lease on hostID, that lease is returned as it
+	// is, counting no new launch: a launch whose process died after taking its lease takes
+	// it up again when it is retried, instead of waiting behind it until Expire.
 	TryAcquire(ctx context.Context, connectionID int64, hostID string, acquisitionID int64, now time.Time) (lease *Lease, retryAt time.Time, reason string, err error)
 
 	// Release ends the lease at now. Releasing a released lease does nothing; an unknown
@@ -103,6 +106,10 @@ type Limiter interface {
 	// Expire ends, at now with ReleaseExpired, the live leases acquired before olderThan (their
 	// holder died: a Live Response action ends within its script timeout) and returns them.
 	Expire(ctx context.Context, olderThan, now time.Time) ([]Lease, error)
+
+	// Prune deletes the leases released before releasedBefore and returns how many it deleted.
+	// Live leases are never pruned; a pruned lease's Release is ENOTFOUND.
+	Prune(ctx context.Context, releasedBefore time.Time) (int, error)
 }
 
 // Decide applies l at now to a connection where running leases are live, hostBusy tells

@@ -18,7 +18,7 @@ type Memory struct {
 	mu       sync.Mutex
 	nextID   int64
 	live     map[int64]*Lease      // by lease id
-	released map[int64]bool        // lease ids released, so Release stays idempotent
+	released map[int64]time.Time   // lease ids released and when, so Release stays idempotent
 	launches map[int64][]time.Time // by connection
 }
 
@@ -29,7 +29,7 @@ func NewMemory(limits LimitsFunc) *Memory {
 	if limits == nil {
 		limits = Fixed(Default)
 	}
-	return &Memory{limits: limits, live: map[int64]*Lease{}, released: map[int64]bool{}, launches: map[int64][]time.Time{}}
+	return &Memory{limits: limits, live: map[int64]*Lease{}, released: map[int64]time.Time{}, launches: map[int64][]time.Time{}}
 }
 
 // TryAcquire implements Limiter.
@@ -63,6 +63,10 @@ func (m *Memory) TryAcquire(ctx context.Context, connectionID int64, hostID stri
 	}
 	running, hostBusy := 0, false
 	for _, ls := range m.live {
+		if ls.ConnectionID == connectionID && ls.HostID == hostID && ls.AcquisitionID == acquisitionID {
+			c := *ls
+			return &c, time.Time{}, "", nil // the acquisition's own live lease: see Limiter
+		}
 		if ls.ConnectionID == connectionID {
 			running++
 			hostBusy = hostBusy || ls.HostID == hostID
@@ -83,19 +87,34 @@ func (m *Memory) TryAcquire(ctx context.Context, connectionID int64, hostID stri
 func (m *Memory) Release(ctx context.Context, leaseID int64, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.released[leaseID] {
+	if _, ok := m.released[leaseID]; ok {
 		return nil
 	}
 	if _, ok := m.live[leaseID]; !ok {
 		return quarry.Errorf(quarry.ENOTFOUND, "Lease not found.")
 	}
-	m.release(leaseID)
+	m.release(leaseID, now)
 	return nil
 }
 
-func (m *Memory) release(id int64) {
+func (m *Memory) release(id int64, now time.Time) {
 	delete(m.live, id)
-	m.released[id] = true
+	m.released[id] = Stored(now)
+}
+
+// Prune implements Limiter.
+func (m *Memory) Prune(ctx context.Context, releasedBefore time.Time) (int, error) {
+	releasedBefore = Stored(releasedBefore)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id, at := range m.released {
+		if at.Before(releasedBefore) {
+			delete(m.released, id)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ReleaseByAcquisition implements Limiter.
@@ -105,7 +124,7 @@ func (m *Memory) ReleaseByAcquisition(ctx context.Context, acquisitionID int64, 
 	n := 0
 	for id, ls := range m.live {
 		if ls.AcquisitionID == acquisitionID {
-			m.release(id)
+			m.release(id, now)
 			n++
 		}
 	}
@@ -134,7 +153,7 @@ func (m *Memory) Expire(ctx context.Context, olderThan, now time.Time) ([]Lease,
 	for id, ls := range m.live {
 		if ls.AcquiredAt.Before(olderThan) {
 			out = append(out, *ls)
-			m.release(id)
+			m.release(id, now)
 		}
 	}
 	sortLeases(out)

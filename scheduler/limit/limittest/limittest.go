@@ -28,6 +28,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("RetryAt", func(t *testing.T) { testRetryAt(t, open) })
 	t.Run("Release", func(t *testing.T) { testRelease(t, open) })
 	t.Run("Expire", func(t *testing.T) { testExpire(t, open) })
+	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("Invalid", func(t *testing.T) { testInvalid(t, open) })
 	t.Run("Model", func(t *testing.T) { testModel(t, open) })
 }
@@ -113,6 +114,12 @@ func testHostBusy(t *testing.T, open Open) {
 		t.Fatal(err)
 	}
 	mustAcquire(t, l, 1, "dev", 4, T0.Add(2*time.Second))
+	// The holder asking again gets its own lease back, as it is.
+	again, _, reason, err := l.TryAcquire(context.Background(), 1, "dev", 4, T0.Add(3*time.Second))
+	if err != nil || again == nil || again.AcquisitionID != 4 || !again.AcquiredAt.Equal(limit.Stored(T0.Add(2*time.Second))) {
+		t.Fatalf("TryAcquire by the holder = %+v, %q, %v; want its lease from 2s", again, reason, err)
+	}
+	wantRunning(t, l, 1, 2)
 }
 
 // testRetryAt checks that retryAt for the rate window is exactly the instant the oldest counted
@@ -226,6 +233,37 @@ func testExpire(t *testing.T, open Open) {
 	}
 	mustAcquire(t, l, 1, "a", 5, now)
 	wantRefused(t, l, 1, "d", now, limit.ReasonHostBusy, time.Time{})
+}
+
+func testPrune(t *testing.T, open Open) {
+	ctx := context.Background()
+	l := open(t, limit.Fixed(limit.Limits{MaxRunning: 5, LaunchesPerWindow: 100, Window: time.Minute}))
+	old := mustAcquire(t, l, 1, "a", 1, T0)
+	recent := mustAcquire(t, l, 1, "b", 2, T0)
+	live := mustAcquire(t, l, 1, "c", 3, T0)
+	if err := l.Release(ctx, old.ID, T0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx, recent.ID, T0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.Prune(ctx, T0.Add(30*time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1 (the lease released before the cut-off)", n, err)
+	}
+	if err := l.Release(ctx, old.ID, T0.Add(2*time.Hour)); quarry.ErrorCode(err) != quarry.ENOTFOUND {
+		t.Errorf("Release of a pruned lease = %v, want ENOTFOUND", err)
+	}
+	if err := l.Release(ctx, recent.ID, T0.Add(2*time.Hour)); err != nil {
+		t.Errorf("Release of a kept released lease = %v, want nil", err)
+	}
+	if n, err := l.Prune(ctx, T0.Add(100*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("second Prune = %d, %v; want 1 (the live lease stays)", n, err)
+	}
+	wantRunning(t, l, 1, 1)
+	if err := l.Release(ctx, live.ID, T0.Add(101*time.Hour)); err != nil {
+		t.Errorf("Release of the live lease after pruning = %v", err)
+	}
 }
 
 func testInvalid(t *testing.T, open Open) {
