@@ -1,7 +1,7 @@
 // Package collectorbin is where the server gets the quarry-host builds that bootstrap scripts
-// download: release files from a folder (QUARRY_COLLECTOR_DIR), and, when none exists for the
-// server's own platform, one it builds from the source it was built from (what `quarry demo` and
-// the Defender emulator on this machine need). It also serves them over HTTP.
+// download: release files from a folder (QUARRY_COLLECTOR_DIR), and, where that has none for the
+// server's own platform or for Windows on amd64, builds it makes from the source it was built
+// from (what `quarry demo` and the Defender emulator on this machine need). It also serves them over HTTP.
 package collectorbin
 
 import (
@@ -56,11 +56,15 @@ type Store struct {
 	mu     sync.Mutex             // guards hashes
 	hashes map[string]hashed      // path → its hash while size and mtime stay
 	build  sync.Mutex             // one local build at a time; guards the fields below
-	local  *Build                 // the local build, once made
-	failed error                  // the last local build's failure
-	failAt time.Time              // when it failed
+	local  map[platform]*Build    // the store's own builds, once made
+	failed map[platform]failure   // the last failed build of a platform
 	now    func() time.Time       // the clock, for the retry delay
 	module func() (string, error) // finds the module root
+}
+
+type failure struct {
+	err error
+	at  time.Time
 }
 
 type hashed struct {
@@ -78,15 +82,16 @@ func New(dir, releaseDir, version string, logger *slog.Logger) *Store {
 	if version == "" {
 		version = "dev"
 	}
-	s := &Store{dir: dir, releaseDir: releaseDir, version: version, log: logger, hashes: map[string]hashed{}, now: time.Now}
+	s := &Store{dir: dir, releaseDir: releaseDir, version: version, log: logger, hashes: map[string]hashed{}, now: time.Now,
+		local: map[platform]*Build{}, failed: map[platform]failure{}}
 	s.module = s.findModule
 	return s
 }
 
-// Builds returns every build there is, keyed "goos/goarch": the release folder's files and, when it
-// has none for this machine's platform, a local build (made once, then reused across restarts while
-// the version and the source stay the same). When the local build cannot be made, the error says how
-// to provide builds and the map still holds the release builds.
+// Builds returns every build there is, keyed "goos/goarch": the release folder's files and, for this
+// machine's platform and for windows/amd64 when the folder has none, the store's own builds (made
+// once, then reused across restarts while the version and the source stay the same). When one
+// cannot be made, the error says how to provide builds and the map still holds the others.
 func (s *Store) Builds(ctx context.Context) (map[string]Build, error) {
 	out := map[string]Build{}
 	if s.releaseDir != "" {
@@ -106,16 +111,25 @@ func (s *Store) Builds(ctx context.Context) (map[string]Build, error) {
 			out[b.Platform()] = b
 		}
 	}
-	if _, ok := out[runtime.GOOS+"/"+runtime.GOARCH]; ok {
-		return out, nil
+	// The local platform, and Windows on amd64: the Defender emulator's Windows devices run
+	// it (through their stand-in), and so can most real Windows hosts.
+	var errs []error
+	for _, plat := range []platform{{runtime.GOOS, runtime.GOARCH}, {"windows", "amd64"}} {
+		if _, ok := out[plat.os+"/"+plat.arch]; ok {
+			continue
+		}
+		b, err := s.localBuild(ctx, plat)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[b.Platform()] = b
 	}
-	b, err := s.localBuild(ctx)
-	if err != nil {
-		return out, err
-	}
-	out[b.Platform()] = b
-	return out, nil
+	return out, errors.Join(errs...)
 }
+
+// platform is a GOOS and GOARCH the store can build for.
+type platform struct{ os, arch string }
 
 // describe hashes a build file, reusing the hash while its size and modification time stay.
 func (s *Store) describe(goos, arch, path string) (Build, error) {
@@ -155,29 +169,31 @@ func fileSHA256(path string) (string, error) {
 // howToProvide ends every local build error: the way out that needs no toolchain.
 const howToProvide = "put release builds named quarry-host_<os>_<arch> (.exe for windows) into the folder QUARRY_COLLECTOR_DIR names"
 
-// localBuild returns the build for this machine, building it when needed.
-func (s *Store) localBuild(ctx context.Context) (Build, error) {
+// localBuild returns the store's own build for a platform, building it when needed.
+func (s *Store) localBuild(ctx context.Context, plat platform) (Build, error) {
 	s.build.Lock()
 	defer s.build.Unlock()
-	if s.local != nil {
-		return s.describe(s.local.OS, s.local.Arch, s.local.Path)
+	if b := s.local[plat]; b != nil {
+		return s.describe(b.OS, b.Arch, b.Path)
 	}
-	if s.failed != nil && s.now().Sub(s.failAt) < retryBuild {
-		return Build{}, s.failed
+	if f := s.failed[plat]; f.err != nil && s.now().Sub(f.at) < retryBuild {
+		return Build{}, f.err
 	}
-	b, err := s.make(ctx)
+	b, err := s.make(ctx, plat)
 	if err != nil {
-		s.failed, s.failAt = fmt.Errorf("collectorbin: no quarry-host for %s/%s: %w; %s", runtime.GOOS, runtime.GOARCH, err, howToProvide), s.now()
-		return Build{}, s.failed
+		err = fmt.Errorf("collectorbin: no quarry-host for %s/%s: %w; %s", plat.os, plat.arch, err, howToProvide)
+		s.failed[plat] = failure{err, s.now()}
+		return Build{}, err
 	}
-	s.local, s.failed = &b, nil
+	s.local[plat] = &b
+	delete(s.failed, plat)
 	return b, nil
 }
 
-// make builds ./cmd/quarry-host for this machine into dir, under a name that carries the version and
+// make builds ./cmd/quarry-host for a platform into dir, under a name that carries the version and
 // a hash of the source, so a rebuilt server never serves an old collector and a restarted one does
 // not build again.
-func (s *Store) make(ctx context.Context) (Build, error) {
+func (s *Store) make(ctx context.Context, plat platform) (Build, error) {
 	if !versionRE.MatchString(s.version) {
 		return Build{}, fmt.Errorf("version %q cannot be built in (want letters, digits and . _ + -)", s.version)
 	}
@@ -193,16 +209,16 @@ func (s *Store) make(ctx context.Context) (Build, error) {
 	if err != nil {
 		return Build{}, err
 	}
-	key := sha256.Sum256([]byte(s.version + "\x00" + src + "\x00" + runtime.GOOS + "/" + runtime.GOARCH))
-	name := fmt.Sprintf("quarry-host_%s_%s", runtime.GOOS, runtime.GOARCH)
-	if runtime.GOOS == "windows" {
+	key := sha256.Sum256([]byte(s.version + "\x00" + src))
+	name := fmt.Sprintf("quarry-host_%s_%s", plat.os, plat.arch)
+	if plat.os == "windows" {
 		name += ".exe"
 	}
 	sub := filepath.Join(s.dir, "local-"+hex.EncodeToString(key[:8]))
 	path := filepath.Join(sub, name)
 	if _, err := os.Stat(path); err == nil {
 		s.log.Info("collectorbin: reusing the local quarry-host build", "path", path)
-		return s.describe(runtime.GOOS, runtime.GOARCH, path)
+		return s.describe(plat.os, plat.arch, path)
 	}
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		return Build{}, err
@@ -214,10 +230,10 @@ func (s *Store) make(ctx context.Context) (Build, error) {
 	tmp.Close()
 	defer os.Remove(tmp.Name())
 	start := time.Now()
-	s.log.Info("collectorbin: building quarry-host for this machine (once per version)", "platform", runtime.GOOS+"/"+runtime.GOARCH, "version", s.version)
+	s.log.Info("collectorbin: building quarry-host (once per version)", "platform", plat.os+"/"+plat.arch, "version", s.version)
 	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.Version="+s.version, "-o", tmp.Name(), "./cmd/quarry-host")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOOS="+plat.os, "GOARCH="+plat.arch)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Build{}, fmt.Errorf("go build: %w: %s", err, bytes.TrimSpace(out))
 	}
@@ -236,7 +252,7 @@ func (s *Store) make(ctx context.Context) (Build, error) {
 			}
 		}
 	}
-	return s.describe(runtime.GOOS, runtime.GOARCH, path)
+	return s.describe(plat.os, plat.arch, path)
 }
 
 // findGo finds a go command: the configured one, PATH, then the GOROOT this binary came from.

@@ -131,7 +131,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	mux.Handle(collectorbin.DownloadPrefix, store.Handler(in.AuthorizeEnrolToken))
 	mux.Handle("/", in.Handler())
 
-	limits := limit.Fixed(limit.Limits{MaxRunning: o.maxRunning, LaunchesPerWindow: 10, Window: time.Duration(float64(time.Minute) / o.scale)})
+	// The window has the production margin (quarry serve --lr-window-margin): a second more than
+	// Defender's minute, against jitter between our clock and its.
+	limits := limit.Fixed(limit.Limits{MaxRunning: o.maxRunning, LaunchesPerWindow: 10, Window: time.Duration(float64(time.Minute+time.Second) / o.scale)})
 	provider, _ := xdr.Lookup("defender")
 	e.cfg = scheduler.Config{Acquisitions: e.acqs, Connections: e.integ.Connections, Hosts: e.hosts,
 		Integrations: e.integ, UploadTokens: sqldb.NewUploadTokenService(db), Limiter: sqldb.NewLimiter(db, limits), Intake: in, Collectors: store, PublicURL: srv.URL,

@@ -91,8 +91,9 @@ func TestDemo(t *testing.T) {
 				t.Fatalf("demo did not turn the Defender experiment on: %s", exp.raw)
 			}
 			if run == 2 {
-				// The whole flow works out of the box: acquire one emulated Linux host.
-				acquireOneDemoHost(t, ts, tok[1], id)
+				// The whole flow works out of the box: acquire an emulated Linux and Windows host.
+				acquireOneDemoHost(t, ts, tok[1], id, "linux")
+				acquireOneDemoHost(t, ts, tok[1], id, "windows")
 			}
 			// The printed password signs in.
 			c := uiClient(t)
@@ -105,14 +106,14 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// acquireOneDemoHost acquires the first online Linux host of the demo tenant into the demo
-// project and waits until its package is received.
-func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int) {
+// acquireOneDemoHost acquires the first online host of an OS family of the demo tenant into
+// the demo project and waits until its package is received.
+func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int, family string) {
 	t.Helper()
-	all := ts.do(t, "GET", fmt.Sprintf("/api/v1/connections/%d/hosts?os=linux&online=true&per_page=1", connID), token, nil)
+	all := ts.do(t, "GET", fmt.Sprintf("/api/v1/connections/%d/hosts?os=%s&online=true&per_page=1", connID, family), token, nil)
 	hosts, _ := all.body["hosts"].([]any)
 	if len(hosts) == 0 {
-		t.Fatalf("no online Linux host in the demo tenant: %s", all.raw)
+		t.Fatalf("no online %s host in the demo tenant: %s", family, all.raw)
 	}
 	host := hosts[0].(map[string]any)["id"].(string)
 	projects := ts.do(t, "GET", "/api/v1/projects", token, nil)
