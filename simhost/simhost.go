@@ -25,9 +25,9 @@
 //
 // Not written, on purpose: /var/log/journal (binary journal files; the text logs carry the same story),
 // /etc/shadow, the symlinks "systemctl enable" creates (an absolute link would point out of the root),
-// Windows Prefetch files and registry hives, and the Windows event logs: the folder
-// C/Windows/System32/winevt/Logs exists but stays empty until an EVTX writer is plugged in with
-// RegisterExtra.
+// Windows Prefetch files and registry hives, and the Windows event logs, which an Extra writes
+// (the Defender emulator registers evtx/evtxgen.WriteHostLogs; simhost cannot import it, since it
+// imports simhost): without one, C/Windows/System32/winevt/Logs stays empty.
 //
 // All log times are UTC (the simulated hosts run with TZ=UTC), so syslog lines without a year or zone are
 // unambiguous given the host's anchor. File times follow the content: a log's time is its last line's, a
