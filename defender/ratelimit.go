@@ -54,32 +54,95 @@ func window(n int, period time.Duration, scale float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSecond), burst)
 }
 
+// arrivalMargin is added to the runliveresponse span against jitter in the time calls take to
+// reach the service.
+const arrivalMargin = 20 * time.Millisecond
+
+// gate is one limit: reserve books a call at now and says how long it must wait, and the
+// returned cancel gives the booking back.
+type gate interface {
+	reserve(now time.Time) (delay time.Duration, cancel func())
+}
+
+// bucket is a gate over a token bucket (window).
+type bucket struct{ l *rate.Limiter }
+
+func (b bucket) reserve(now time.Time) (time.Duration, func()) {
+	r := b.l.ReserveN(now, 1)
+	return r.DelayFrom(now), func() { r.CancelAt(now) }
+}
+
+// sliding is an exact "n calls in any span" gate: a call may go when fewer than n calls went in
+// the span before it. It is for runliveresponse, whose ten a minute are the pace of a whole
+// acquisition run: a token bucket that never exceeds n in a span sustains only n minus its burst
+// (a tenth fewer launches), and it delays calls that the scheduler's own window, which counts
+// the same way, already allowed.
+type sliding struct {
+	mu   sync.Mutex
+	n    int
+	span time.Duration
+	at   []time.Time // booked call times still inside a span of now or later, oldest first
+}
+
+func (w *sliding) reserve(now time.Time) (time.Duration, func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keep := 0
+	for keep < len(w.at) && !w.at[keep].Add(w.span).After(now) {
+		keep++
+	}
+	w.at = w.at[keep:]
+	t := now
+	if k := len(w.at); k >= w.n {
+		if free := w.at[k-w.n].Add(w.span); free.After(t) {
+			t = free
+		}
+	}
+	// Bookings stay in time order: a call booked later never goes before one booked earlier.
+	if k := len(w.at); k > 0 && w.at[k-1].After(t) {
+		t = w.at[k-1]
+	}
+	w.at = append(w.at, t)
+	return t.Sub(now), func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for i := len(w.at) - 1; i >= 0; i-- {
+			if w.at[i].Equal(t) {
+				w.at = append(w.at[:i], w.at[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
 type limiterSet struct {
 	limits Limits
 	mu     sync.Mutex
-	by     map[family][]*rate.Limiter
+	by     map[family][]gate
 }
 
 func newLimiterSet(l Limits) *limiterSet {
-	return &limiterSet{limits: l, by: map[family][]*rate.Limiter{}}
+	return &limiterSet{limits: l, by: map[family][]gate{}}
 }
 
-func (s *limiterSet) get(f family) []*rate.Limiter {
+func (s *limiterSet) get(f family) []gate {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ls, ok := s.by[f]; ok {
 		return ls
 	}
 	l := s.limits
-	var ls []*rate.Limiter
+	var ls []gate
 	switch f {
 	case famDownload:
 	case famRunLR:
-		ls = []*rate.Limiter{window(l.LiveResponsePerMinute, time.Minute, l.TimeScale)}
+		// The span has a margin of real time: the service counts calls when they arrive, and
+		// one that travels faster than the call ten before it must not land inside its minute.
+		ls = []gate{&sliding{n: l.LiveResponsePerMinute, span: time.Duration(float64(time.Minute)/max(l.TimeScale, 1)) + arrivalMargin}}
 	case famPackageURI:
-		ls = []*rate.Limiter{window(l.PackageURIPerMinute, time.Minute, l.TimeScale), window(l.PackageURIPerHour, time.Hour, l.TimeScale)}
+		ls = []gate{bucket{window(l.PackageURIPerMinute, time.Minute, l.TimeScale)}, bucket{window(l.PackageURIPerHour, time.Hour, l.TimeScale)}}
 	default:
-		ls = []*rate.Limiter{window(l.PerMinute, time.Minute, l.TimeScale), window(l.PerHour, time.Hour, l.TimeScale)}
+		ls = []gate{bucket{window(l.PerMinute, time.Minute, l.TimeScale)}, bucket{window(l.PerHour, time.Hour, l.TimeScale)}}
 	}
 	s.by[f] = ls
 	return ls
@@ -90,20 +153,18 @@ func (s *limiterSet) get(f family) []*rate.Limiter {
 func (s *limiterSet) wait(ctx context.Context, f family, now time.Time, sleep func(context.Context, time.Duration) error) error {
 	ls := s.get(f)
 	var delay time.Duration
-	rs := make([]*rate.Reservation, 0, len(ls))
+	cancels := make([]func(), 0, len(ls))
 	for _, l := range ls {
-		r := l.ReserveN(now, 1)
-		rs = append(rs, r)
-		if d := r.DelayFrom(now); d > delay {
-			delay = d
-		}
+		d, cancel := l.reserve(now)
+		cancels = append(cancels, cancel)
+		delay = max(delay, d)
 	}
 	if delay <= 0 {
 		return nil
 	}
 	if err := sleep(ctx, delay); err != nil {
-		for _, r := range rs {
-			r.CancelAt(now)
+		for _, c := range cancels {
+			c()
 		}
 		return err
 	}

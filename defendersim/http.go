@@ -283,6 +283,10 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, segs []string, ro
 	if ok, wait := s.allowRate(cl.AppID, rt, now); !ok {
 		s.mu.Lock()
 		s.stats.RejectedRate++
+		if s.stats.RateRejectedByEndpoint == nil {
+			s.stats.RateRejectedByEndpoint = map[string]int{}
+		}
+		s.stats.RateRejectedByEndpoint[rt.name]++
 		s.mu.Unlock()
 		e := errf(http.StatusTooManyRequests, "TooManyRequests", "API calls quota exceeded! Maximum allowed calls for %s exceeded. Please retry after %d seconds.", rt.name, int(math.Ceil(wait.Seconds())))
 		e.retryAfter = wait

@@ -14,6 +14,9 @@ type Stats struct {
 	RejectedRate          int            `json:"rejected_rate"`
 	RejectedActiveRequest int            `json:"rejected_active_request"`
 	CallsByEndpoint       map[string]int `json:"calls_by_endpoint"`
+	// RateRejectedByEndpoint breaks RejectedRate down by endpoint: a client's budget for
+	// launches and for polling are different problems.
+	RateRejectedByEndpoint map[string]int `json:"rate_rejected_by_endpoint"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -22,6 +25,7 @@ func (s *Sim) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.CallsByEndpoint = maps.Clone(s.stats.CallsByEndpoint)
+	st.RateRejectedByEndpoint = maps.Clone(s.stats.RateRejectedByEndpoint)
 	return st
 }
 

@@ -115,6 +115,7 @@ type Scheduler struct {
 	waiting map[int64]map[int64]bool // connection → acquisitions waiting for its limits (queue)
 	pruned  time.Time                // when the watchdog last pruned the lease ledger
 	inline  int                      // launches sleeping in their worker (sleepInline)
+	targets map[int64]time.Time      // acquisition → when its snoozed launch should try again
 }
 
 // openClient is a provider client kept across jobs, so that its access token and rate windows
@@ -171,7 +172,7 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, errors.New("scheduler: negative duration in config")
 	}
 	return &Scheduler{cfg: cfg, scripts: map[scriptKey]*scriptRecord{}, clients: map[int64]openClient{},
-		waiting: map[int64]map[int64]bool{}}, nil
+		waiting: map[int64]map[int64]bool{}, targets: map[int64]time.Time{}}, nil
 }
 
 // scaled shortens a platform duration by the TimeScale.

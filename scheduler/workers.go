@@ -111,6 +111,16 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 		return s.retryOrFail(ctx, id, lastAttempt, err)
 	}
 
+	// A launch snoozed for the limits wakes a little before its turn (River runs a snoozed job
+	// only at its next fetch); it sleeps the rest here, so that it starts on time.
+	s.mu.Lock()
+	target, ok := s.targets[id]
+	delete(s.targets, id)
+	s.mu.Unlock()
+	if ok {
+		s.sleepInline(ctx, target.Sub(s.cfg.Now()))
+	}
+
 	var lease *limit.Lease
 	for lease == nil {
 		var retryAt time.Time
@@ -142,7 +152,10 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 			a.State = quarry.AcquisitionWaitingForSlot
 		}
 		if !s.sleepInline(ctx, wait) {
-			return river.JobSnooze(wait)
+			s.mu.Lock()
+			s.targets[id] = s.cfg.Now().Add(wait)
+			s.mu.Unlock()
+			return river.JobSnooze(max(wait-snoozeLead, time.Millisecond))
 		}
 	}
 	s.unqueue(a)
@@ -237,12 +250,16 @@ func (s *Scheduler) wait(ctx context.Context, a *quarry.Acquisition, d time.Dura
 // held, leaving the others to the watches that free slots.
 const (
 	inlineWait = 250 * time.Millisecond
-	maxInline  = 2
+	maxInline  = 5
+	snoozeLead = 100 * time.Millisecond
 )
 
 // sleepInline sleeps for d in the worker when d is short and few others do, and reports
 // whether it did.
 func (s *Scheduler) sleepInline(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
 	if d > max(inlineWait, s.scaled(10*time.Second)) {
 		return false
 	}

@@ -135,7 +135,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// registered before the job runner is created.
 	acquisitions := sqldb.NewAcquisitionService(m.DB)
 	limits := limit.Fixed(limit.Limits{MaxRunning: cfg.LRMaxSessions, LaunchesPerWindow: cfg.LRLaunchesPerMinute,
-		Window: time.Duration(float64(time.Minute+cfg.LRWindowMargin) / cfg.TimeScale)})
+		// The margin is real time, not scaled: it covers jitter in how long a call takes to
+		// reach Defender, which a faster emulator does not shorten.
+		Window: time.Duration(float64(time.Minute)/cfg.TimeScale) + cfg.LRWindowMargin})
 	sign, err := signer(*cfg)
 	if err != nil {
 		return err

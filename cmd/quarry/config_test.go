@@ -17,10 +17,10 @@ import (
 // QUARRY_* variables, and a value that cannot work is refused with what to fix.
 func TestConfigLimits(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		args []string
-		want string // an error substring, or "" for success
+		name  string
+		env   map[string]string
+		args  []string
+		want  string // an error substring, or "" for success
 		check func(t *testing.T, c Config)
 	}{
 		{name: "Defaults", check: func(t *testing.T, c Config) {
