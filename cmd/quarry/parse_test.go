@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseCorpus finds shared/corpus/sub above the working directory (the
@@ -117,4 +119,46 @@ func TestParseCommand(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestParseTimeline: files other than EVTX print as timeline rows, recognised by their content:
+// login records, a web log and a shell history, as JSON lines with Timesketch's fields and as
+// CSV; several files in one call.
+func TestParseTimeline(t *testing.T) {
+	dir := parseCorpus(t, "plaso")
+	utmp, web := filepath.Join(dir, "utmp", "utmp"), filepath.Join(dir, "apache_access.log")
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"parse", utmp, web}, &out, &errOut); err != nil {
+		t.Fatalf("parse: %v %s", err, errOut.String())
+	}
+	sources := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var row struct {
+			Message, Datetime, Source string
+			TimestampDesc             string `json:"timestamp_desc"`
+			Timestamp                 int64
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, row.Datetime)
+		if err != nil || row.Message == "" || row.TimestampDesc == "" || ts.UnixMicro() != row.Timestamp {
+			t.Fatalf("row %q: datetime %v", line, err)
+		}
+		sources[row.Source]++
+	}
+	if sources["utmp"] == 0 || sources["access_log"] == 0 || len(sources) != 2 {
+		t.Errorf("sources = %v, want utmp and access_log rows", sources)
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"parse", "--format", "csv", web}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&out).ReadAll()
+	if err != nil || len(rows) < 2 || rows[0][0] != "datetime" || rows[1][2] != "access_log" {
+		t.Fatalf("csv = %v, %v", rows, err)
+	}
+	if err := run(t.Context(), []string{"parse", "--format", "xml", web}, &out, &errOut); err == nil {
+		t.Error("xml accepted for a web log")
+	}
 }
