@@ -1,6 +1,6 @@
-// Package parse turns artifact files from an evidence package (Linux logs, login records, shell
-// histories, scheduled jobs, package logs, web logs, Windows task and device-install files) into
-// timeline events. Parsers stream: they read lines or fixed-size records and emit events as they go,
+// Package parse turns artifact files from an evidence package (Windows event logs through package
+// evtx, Linux logs, login records, shell histories, scheduled jobs, package logs, web logs, Windows
+// task and device-install files) into timeline events. Parsers stream: they read lines or fixed-size records and emit events as they go,
 // so a multi-gigabyte log never sits in memory, and a corrupt line or record is counted and skipped.
 package parse
 
@@ -125,6 +125,7 @@ func Sniff(head []byte, in Input) (Parser, bool) {
 
 func init() {
 	registry = []Parser{
+		evtxParser,
 		windowsTaskParser,
 		setupapiParser,
 		btmpParser, wtmpParser, utmpParser,

@@ -28,6 +28,22 @@ func init() {
 	register("parse", "parse artifact files (evtx, Linux logs, login records, histories, …) and print their events", runParse)
 	// The timeline parsers: their events print as timeline rows (design.md, Evidence and processing).
 	for _, p := range parse.All() {
+		if p.Name == "evtx" {
+			// EVTX keeps its own row (evtx_dump's layout by default) and gains the timeline's.
+			t := &artifactTypes[0]
+			t.formats = append(t.formats, "timeline", "csv")
+			raw := t.parse
+			t.parse = func(ctx context.Context, path, format string, recovery bool, stdout, stderr io.Writer) error {
+				switch format {
+				case "timeline":
+					return parseTimeline(ctx, p, path, "jsonl", stdout, stderr)
+				case "csv":
+					return parseTimeline(ctx, p, path, "csv", stdout, stderr)
+				}
+				return raw(ctx, path, format, recovery, stdout, stderr)
+			}
+			continue
+		}
 		artifactTypes = append(artifactTypes, artifactType{
 			name:    p.Name,
 			sniff:   func(head []byte, in parse.Input) bool { return p.Sniff(head, in) },
@@ -65,10 +81,10 @@ func runParse(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		names = append(names, t.name)
 	}
 	typ := fs.String("type", "auto", "artifact type: "+strings.Join(names, ", ")+" (auto recognises the file by its content and path)")
-	format := fs.String("format", "", "output format: jsonl (one event per line: evtx in the layout of evtx_dump, other types as timeline rows), xml (evtx) or csv (timeline rows); default jsonl")
+	format := fs.String("format", "", "output format: jsonl (one event per line: evtx in the layout of evtx_dump, other types as timeline rows), xml (evtx), timeline (evtx as timeline rows) or csv (timeline rows); default jsonl")
 	recov := fs.Bool("recover", false, "also recover records that would be skipped (evtx: chunk slack, chunks failing their checksums, a truncated last chunk)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: quarry parse [--type auto|"+strings.Join(names[1:], "|")+"] [--format jsonl|xml|csv] [--recover] FILE...")
+		fmt.Fprintln(stderr, "Usage: quarry parse [--type auto|"+strings.Join(names[1:], "|")+"] [--format jsonl|xml|timeline|csv] [--recover] FILE...")
 		fs.PrintDefaults()
 	}
 	// Accept flags before and after the file name.

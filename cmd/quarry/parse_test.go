@@ -111,7 +111,7 @@ func TestParseCommand(t *testing.T) {
 			{"parse", junk},
 			{"parse", "--type", "evtx", junk},
 			{"parse", "--type", "pf", wmi},
-			{"parse", "--format", "csv", wmi},
+			{"parse", "--format", "yaml", wmi},
 		} {
 			var out, errOut bytes.Buffer
 			if err := run(ctx, args, &out, &errOut); err == nil {
@@ -160,5 +160,14 @@ func TestParseTimeline(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"parse", "--format", "xml", web}, &out, &errOut); err == nil {
 		t.Error("xml accepted for a web log")
+	}
+	// EVTX as timeline rows: the System fields and data as fields.
+	out.Reset()
+	if err := run(t.Context(), []string{"parse", "--format", "timeline", filepath.Join(dir, "evtx", "System.evtx")}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if !strings.Contains(first, `"source":"evtx"`) || !strings.Contains(first, `"EventID":7036`) || strings.Count(out.String(), "\n") != 5009 {
+		t.Errorf("evtx timeline: %d lines, first %s", strings.Count(out.String(), "\n"), first)
 	}
 }
