@@ -92,7 +92,19 @@ func tryAcquire(ctx context.Context, tx *Tx, l limit.Limits, connectionID int64,
 		WHERE connection_id = ? AND host_id = ? AND acquisition_id = ? AND released_at IS NULL`,
 		connectionID, hostID, acquisitionID).Scan(&own.ID, timeCol(&own.AcquiredAt))
 	if err == nil {
-		return own, time.Time{}, "", nil // the acquisition's own live lease: see limit.Limiter
+		// The acquisition's own live lease (see limit.Limiter): it holds its slot already, but
+		// the launch it is about to make is a new one for the rate window.
+		recent, err := recentLaunches(ctx, tx, connectionID, cut)
+		if err != nil {
+			return nil, time.Time{}, "", err
+		}
+		if retryAt, reason := limit.Decide(l, 0, false, recent, now); reason != "" {
+			return nil, retryAt, reason, nil
+		}
+		if _, err := tx.exec(ctx, "INSERT INTO lr_launches (connection_id, at) VALUES (?, ?)", connectionID, now); err != nil {
+			return nil, time.Time{}, "", err
+		}
+		return own, time.Time{}, "", nil
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return nil, time.Time{}, "", err
 	}

@@ -88,8 +88,10 @@ type Limiter interface {
 	// others the zero time, meaning "when a lease is released". A host that ValidateHost refuses, or limits that
 	// Limits.Validate refuses, are EINVALID.
 	// When acquisitionID already holds a live lease on hostID, that lease is returned as it
-	// is, counting no new launch: a launch whose process died after taking its lease takes
-	// it up again when it is retried, instead of waiting behind it until Expire.
+	// is, if the rate window has room, and the launch is counted again: a launch whose process
+	// died after taking its lease takes it up when it is retried, instead of waiting behind it
+	// until Expire, and the call it makes now is in the window whether or not the dead one's
+	// went out.
 	TryAcquire(ctx context.Context, connectionID int64, hostID string, acquisitionID int64, now time.Time) (lease *Lease, retryAt time.Time, reason string, err error)
 
 	// Release ends the lease at now. Releasing a released lease does nothing; an unknown

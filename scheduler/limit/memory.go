@@ -64,8 +64,14 @@ func (m *Memory) TryAcquire(ctx context.Context, connectionID int64, hostID stri
 	running, hostBusy := 0, false
 	for _, ls := range m.live {
 		if ls.ConnectionID == connectionID && ls.HostID == hostID && ls.AcquisitionID == acquisitionID {
+			// The acquisition's own live lease (see Limiter): its slot is held, but the launch
+			// it is about to make counts in the rate window.
+			if retryAt, reason := Decide(l, 0, false, recent, now); reason != "" {
+				return nil, retryAt, reason, nil
+			}
+			m.launches[connectionID] = append(all, now)
 			c := *ls
-			return &c, time.Time{}, "", nil // the acquisition's own live lease: see Limiter
+			return &c, time.Time{}, "", nil
 		}
 		if ls.ConnectionID == connectionID {
 			running++

@@ -29,6 +29,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Release", func(t *testing.T) { testRelease(t, open) })
 	t.Run("Expire", func(t *testing.T) { testExpire(t, open) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
+	t.Run("ReentrantRate", func(t *testing.T) { testReentrantRate(t, open) })
 	t.Run("Invalid", func(t *testing.T) { testInvalid(t, open) })
 	t.Run("Model", func(t *testing.T) { testModel(t, open) })
 }
@@ -120,6 +121,23 @@ func testHostBusy(t *testing.T, open Open) {
 		t.Fatalf("TryAcquire by the holder = %+v, %q, %v; want its lease from 2s", again, reason, err)
 	}
 	wantRunning(t, l, 1, 2)
+}
+
+// testReentrantRate: a holder asking again is launching again, so the rate window counts it and
+// can refuse it, while its lease stays.
+func testReentrantRate(t *testing.T, open Open) {
+	l := open(t, limit.Fixed(limit.Limits{MaxRunning: 5, LaunchesPerWindow: 2, Window: time.Minute}))
+	mine := mustAcquire(t, l, 1, "a", 1, T0)
+	mustAcquire(t, l, 1, "b", 2, T0.Add(time.Second))
+	// The window is full: the holder's second launch waits for the first to leave it.
+	wantRefused(t, l, 1, "a", T0.Add(2*time.Second), limit.ReasonRate, T0.Add(time.Minute))
+	wantRunning(t, l, 1, 2)
+	again, _, reason, err := l.TryAcquire(context.Background(), 1, "a", 1, T0.Add(time.Minute))
+	if err != nil || again == nil || again.ID != mine.ID {
+		t.Fatalf("TryAcquire by the holder at 60s = %+v, %q, %v", again, reason, err)
+	}
+	// Its launch at 60s counts: a third host waits until 61s, when the one at 1s leaves.
+	wantRefused(t, l, 1, "c", T0.Add(time.Minute+500*time.Millisecond), limit.ReasonRate, T0.Add(61*time.Second))
 }
 
 // testRetryAt checks that retryAt for the rate window is exactly the instant the oldest counted
