@@ -181,7 +181,18 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 			return nil
 		}
 	}
-	act, err := client.RunScript(ctx, a.HostID, xdr.ScriptRun{Script: name, Args: fmt.Sprintf("%d %s", id, a.Profile), Comment: comment(id)})
+	// A launch taken up again (its server died, or its call failed) may have reached Defender:
+	// look for its action before asking again, which Defender would refuse with
+	// ActiveRequestAlreadyExists.
+	var act *xdr.Action
+	if launchedBefore(a) {
+		if other, ferr := client.FindActiveAction(ctx, a.HostID); ferr == nil && other.Comment == comment(id) {
+			act = other
+		}
+	}
+	if act == nil {
+		act, err = client.RunScript(ctx, a.HostID, xdr.ScriptRun{Script: name, Args: fmt.Sprintf("%d %s", id, a.Profile), Comment: comment(id)})
+	}
 	switch {
 	case errors.Is(err, xdr.ErrThrottled):
 		release()
@@ -218,6 +229,19 @@ func (s *Scheduler) launch(ctx context.Context, id int64, lastAttempt bool) erro
 	// a time-scaled slot many times longer than the action, while a short snooze is honoured to
 	// the fetch interval.
 	return s.enqueue(ctx, WatchArgs{AcquisitionID: id, ConnectionID: conn.ID, ActionID: act.ID, LeaseID: lease.ID, StartedAt: s.cfg.Now()}, nil)
+}
+
+// launchedBefore tells whether an acquisition was launching at some point: its action may exist.
+func launchedBefore(a *quarry.Acquisition) bool {
+	if a.State == quarry.AcquisitionLaunching {
+		return true
+	}
+	for _, h := range a.History {
+		if h.State == quarry.AcquisitionLaunching {
+			return true
+		}
+	}
+	return false
 }
 
 // retryOrFail gives err back to River to retry, or fails the acquisition with it when River
