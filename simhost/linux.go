@@ -81,7 +81,7 @@ func (p *plan) buildLinux(t *tree) {
 // linuxAuth writes the SSH, PAM, sudo and logind lines of every failed attempt and session.
 func (p *plan) linuxAuth(b *logBook, lp *linuxPlan) {
 	r := newRNG(p.h.Seed, "linux-auth")
-	logind := fmt.Sprintf("systemd-logind[%d]", r.between(600, 900))
+	logind := fmt.Sprintf("systemd-logind[%d]", r.Between(600, 900))
 	for _, a := range lp.failures {
 		// a.t is the "Failed password" line; the lines before it lead up to it.
 		sshd := fmt.Sprintf("sshd[%d]", a.pid)
@@ -230,7 +230,7 @@ func (p *plan) linuxNoise(b *logBook) {
 			rp := fmt.Sprintf("run-parts[%d]", p.pidAt(r, h))
 			b.add(h.Add(time.Minute), logCron, rp, "(/etc/cron.hourly) starting 0anacron")
 			b.add(h.Add(time.Minute+time.Second), logCron, rp, "(/etc/cron.hourly) finished 0anacron")
-			if r.chance(60) {
+			if r.Chance(60) {
 				mc := h.Add(r.dur(5*time.Minute, 55*time.Minute))
 				b.add(mc, logSys, "systemd[1]", "Starting dnf makecache...")
 				b.add(mc.Add(time.Second), logSys, fmt.Sprintf("dnf[%d]", p.pidAt(r, mc)), pick(r, []string{"Metadata cache refreshed recently.", "Metadata cache created."}))
@@ -240,13 +240,13 @@ func (p *plan) linuxNoise(b *logBook) {
 		} else {
 			cronJob(h.Add(17*time.Minute), "root", "   cd / && run-parts --report /etc/cron.hourly")
 		}
-		if r.chance(8) {
+		if r.Chance(8) {
 			ts := h.Add(r.dur(0, 59*time.Minute))
 			if rhel {
-				b.add(ts, logSys, fmt.Sprintf("chronyd[%d]", 700+r.intn(80)), fmt.Sprintf("Selected source %s (2.rhel.pool.ntp.org)", publicIP(r)))
+				b.add(ts, logSys, fmt.Sprintf("chronyd[%d]", 700+r.Intn(80)), fmt.Sprintf("Selected source %s (2.rhel.pool.ntp.org)", publicIP(r)))
 			} else {
-				b.add(ts, logSys, fmt.Sprintf("systemd-timesyncd[%d]", 500+r.intn(80)), "Network configuration changed, trying to establish connection.")
-				b.add(ts.Add(time.Second), logSys, fmt.Sprintf("systemd-timesyncd[%d]", 500+r.intn(80)), "Initial synchronization to time server 185.125.190.57:123 (ntp.ubuntu.com).")
+				b.add(ts, logSys, fmt.Sprintf("systemd-timesyncd[%d]", 500+r.Intn(80)), "Network configuration changed, trying to establish connection.")
+				b.add(ts.Add(time.Second), logSys, fmt.Sprintf("systemd-timesyncd[%d]", 500+r.Intn(80)), "Initial synchronization to time server 185.125.190.57:123 (ntp.ubuntu.com).")
 			}
 		}
 	}
@@ -256,7 +256,7 @@ func (p *plan) linuxNoise(b *logBook) {
 		if rhel {
 			continue
 		}
-		b.add(d.Add(r.dur(5*time.Minute, 6*time.Minute)), logSys, "rsyslogd", fmt.Sprintf(`[origin software="rsyslogd" swVersion="8.2112.0" x-pid="%d" x-info="https://www.rsyslog.com"] rsyslogd was HUPed`, 600+r.intn(200)))
+		b.add(d.Add(r.dur(5*time.Minute, 6*time.Minute)), logSys, "rsyslogd", fmt.Sprintf(`[origin software="rsyslogd" swVersion="8.2112.0" x-pid="%d" x-info="https://www.rsyslog.com"] rsyslogd was HUPed`, 600+r.Intn(200)))
 		timer(d.Add(r.dur(6*time.Hour, 6*time.Hour+50*time.Minute)), "apt-daily-upgrade.service", "Daily apt upgrade and clean activities")
 		timer(d.Add(r.dur(8*time.Hour, 20*time.Hour)), "apt-daily.service", "Daily apt download activities")
 		timer(d.Add(r.dur(time.Hour, 23*time.Hour)), "man-db.service", "Daily man-db regeneration")
@@ -272,7 +272,7 @@ func (p *plan) linuxNoise(b *logBook) {
 func (p *plan) persistenceNoise(b *logBook, r *rng, cronJob func(time.Time, string, string)) {
 	a := p.linux
 	at := a.persistAt
-	cronPID := 800 + r.intn(150)
+	cronPID := 800 + r.Intn(150)
 	switch a.persist {
 	case "crontab":
 		b.add(at, logCron, fmt.Sprintf("crontab[%d]", p.pidAt(r, at)), "(root) REPLACE (root)")

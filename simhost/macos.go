@@ -95,7 +95,7 @@ func (p *plan) buildMac(t *tree) {
 	for at := p.start.Add(-r.dur(24*time.Hour, 20*24*time.Hour)); at.Before(p.now); at = at.Add(r.dur(4*time.Hour, 40*time.Hour)) {
 		c := &clock{t: at, r: r}
 		var cmds []timedCmd
-		for range r.between(1, 6) {
+		for range r.Between(1, 6) {
 			cmds = append(cmds, timedCmd{c.step(5*time.Second, 4*time.Minute), pick(r, pool)})
 		}
 		if a := p.mac; a != nil && at.Before(a.cmds[len(a.cmds)-1].t.Add(time.Hour)) && at.After(a.cmds[0].t.Add(-2*time.Hour)) {
@@ -114,7 +114,7 @@ func (p *plan) buildMac(t *tree) {
 		dev := fmt.Sprintf("ttys%03d", i%3)
 		book.add(s.start, "sys", fmt.Sprintf("login[%d]", pid), fmt.Sprintf("USER_PROCESS: %d %s", pid, dev))
 		for _, c := range s.cmds {
-			fmt.Fprintf(&hist, ": %d:%d;%s\n", c.t.Unix(), r.intn(3), c.cmd)
+			fmt.Fprintf(&hist, ": %d:%d;%s\n", c.t.Unix(), r.Intn(3), c.cmd)
 		}
 		// zsh appends at exit; a shell still open at the anchor has written nothing yet, which the
 		// schedule above avoids by ending sessions well before it.
@@ -131,10 +131,10 @@ func (p *plan) buildMac(t *tree) {
 		if h.Hour() == 0 {
 			book.add(h.Add(30*time.Minute), "sys", fmt.Sprintf("newsyslog[%d]", p.pidAt(r, h)), "logfile turned over")
 		}
-		if r.chance(50) {
+		if r.Chance(50) {
 			book.add(h.Add(r.dur(0, 59*time.Minute)), "sys", "syslogd[131]", "ASL Sender Statistics")
 		}
-		if r.chance(30) {
+		if r.Chance(30) {
 			book.add(h.Add(r.dur(0, 59*time.Minute)), "sys", "com.apple.xpc.launchd[1]",
 				fmt.Sprintf("(com.apple.mdworker.shared.%X[%d]): Service exited due to SIGKILL | sent by mds[164]", r.bytes(4), p.pidAt(r, h)))
 		}
@@ -155,7 +155,7 @@ func (p *plan) buildMac(t *tree) {
 
 	t.dir(home + "/Desktop")
 	t.dir(home + "/Documents")
-	t.add(home+"/Downloads/"+pick(r, []string{"Zoom.pkg", "GoogleChrome.dmg", "Slack-4.41.97-macOS.dmg"}), filler(r, []byte("koly"), r.between(200, 900)<<10), inst.Add(5*24*time.Hour), 0o644)
+	t.add(home+"/Downloads/"+pick(r, []string{"Zoom.pkg", "GoogleChrome.dmg", "Slack-4.41.97-macOS.dmg"}), filler(r, []byte("koly"), r.Between(200, 900)<<10), inst.Add(5*24*time.Hour), 0o644)
 	t.add(home+"/Documents/Notes.pdf", minimalPDF("Notes"), p.start.Add(-r.dur(time.Hour, 9*24*time.Hour)), 0o644)
 	if a := p.mac; a != nil {
 		t.add(strings.TrimPrefix(a.payPath, "/"), a.payload, a.dlAt, 0o755)
@@ -186,7 +186,7 @@ func (p *plan) macInstallLog(t *tree, r *rng, u *user) {
 	line := func(at time.Time, proc string, pid int, msg string) {
 		b.add(at, "install", fmt.Sprintf("%s[%d]", proc, pid), msg)
 	}
-	suPID := 500 + r.intn(300)
+	suPID := 500 + r.Intn(300)
 	for d := p.start; d.Before(p.now); d = d.Add(24 * time.Hour) {
 		at := d.Add(r.dur(9*time.Hour, 17*time.Hour))
 		line(at, "softwareupdated", suPID, "SUOSUScheduler: Scheduling next periodic check")

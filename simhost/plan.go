@@ -66,7 +66,7 @@ func newPlan(h Host) *plan {
 	p.short = strings.ToLower(strings.SplitN(h.Name, ".", 2)[0])
 	p.ip = h.IP
 	if p.ip == "" {
-		p.ip = fmt.Sprintf("10.%d.%d.%d", r.between(10, 250), r.between(0, 254), r.between(10, 250))
+		p.ip = fmt.Sprintf("10.%d.%d.%d", r.Between(10, 250), r.Between(0, 254), r.Between(10, 250))
 	}
 	lower := strings.ToLower(h.Name)
 	switch h.OS {
@@ -147,8 +147,8 @@ func (p *plan) makeUsers() {
 	r := newRNG(p.h.Seed, "users")
 	names := shuffle(r, firstNames)
 	lasts := shuffle(r, lastNames)
-	n := r.between(2, 4)
-	style := r.intn(3)
+	n := r.Between(2, 4)
+	style := r.Intn(3)
 	uid := 1000
 	if p.h.OS == "macos" {
 		uid, n = 501, 1
@@ -164,8 +164,8 @@ func (p *plan) makeUsers() {
 			}
 		}
 		full := strings.ToUpper(names[i][:1]) + names[i][1:] + " " + strings.ToUpper(lasts[i][:1]) + lasts[i][1:]
-		p.users = append(p.users, &user{name: name, full: full, uid: uid, admin: i == 0 || r.chance(40),
-			histTS: r.chance(50)})
+		p.users = append(p.users, &user{name: name, full: full, uid: uid, admin: i == 0 || r.Chance(40),
+			histTS: r.Chance(50)})
 		uid++
 	}
 	if p.h.OS == "windows" {
@@ -175,7 +175,7 @@ func (p *plan) makeUsers() {
 	if p.h.OS == "linux" {
 		svc := pick(r, serviceAccounts)
 		p.users = append(p.users, &user{name: svc, full: svc, uid: uid, admin: true, service: true,
-			histTS: r.chance(30)})
+			histTS: r.Chance(30)})
 		for _, u := range p.users {
 			u.keyFP, u.pubKey = sshKey(r, u.name+"@"+pick(r, []string{"laptop", "jump", "mbp", "wks"}))
 		}
@@ -212,19 +212,19 @@ func sshString(b []byte) []byte {
 }
 
 func publicIP(r *rng) string {
-	return fmt.Sprintf("%d.%d.%d.%d", pick(r, publicFirstOctets), r.between(1, 254), r.between(0, 254),
-		r.between(1, 254))
+	return fmt.Sprintf("%d.%d.%d.%d", pick(r, publicFirstOctets), r.Between(1, 254), r.Between(0, 254),
+		r.Between(1, 254))
 }
 
 // neighbour returns an address in the host's own /24 (or a fixed private one for IPv6 hosts).
 func (p *plan) neighbour(r *rng) string {
 	a, err := netip.ParseAddr(p.ip)
 	if err != nil || !a.Is4() {
-		return fmt.Sprintf("10.20.%d.%d", r.between(0, 254), r.between(2, 250))
+		return fmt.Sprintf("10.20.%d.%d", r.Between(0, 254), r.Between(2, 250))
 	}
 	b := a.As4()
 	for {
-		last := byte(r.between(2, 250))
+		last := byte(r.Between(2, 250))
 		if last != b[3] {
 			return fmt.Sprintf("%d.%d.%d.%d", b[0], b[1], b[2], last)
 		}
@@ -263,7 +263,7 @@ func payload(seed int64, kind string, c2 string) []byte {
 	case "macho":
 		head = []byte{0xcf, 0xfa, 0xed, 0xfe, 0x07, 0x00, 0x00, 0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00}
 	}
-	b := filler(r, head, len(head)+r.between(6, 24)*1024)
+	b := filler(r, head, len(head)+r.Between(6, 24)*1024)
 	copy(b[len(b)/3:], "\x00connect "+c2+"\x00/bin/sh\x00-i\x00HISTFILE=/dev/null\x00")
 	return b
 }

@@ -58,7 +58,7 @@ func (p *plan) planWindowsAttack() {
 	st.AttackerIP = publicIP(r)
 	st.User = target.name
 	st.BruteForceStart = p.now.Add(-r.dur(30*time.Hour, 80*time.Hour))
-	st.Failures = r.between(20, 160)
+	st.Failures = r.Between(20, 160)
 	st.FirstSuccess = st.BruteForceStart.Add(time.Duration(st.Failures) * r.dur(time.Second, 4*time.Second))
 	port := pick(r, []int{443, 8080, 8443, 4444})
 	st.C2 = fmt.Sprintf("%s:%d", a.c2IP, port)
@@ -89,7 +89,7 @@ func (p *plan) planWindowsAttack() {
 		fmt.Sprintf(`schtasks /create /tn "%s" /tr "%s" /sc onlogon /ru SYSTEM /rl HIGHEST /f`, a.taskName, a.payPath),
 		"Start-Process " + a.payPath,
 	}
-	if r.chance(50) {
+	if r.Chance(50) {
 		cmds = append(cmds[:5], append([]string{"Set-MpPreference -DisableRealtimeMonitoring $true"}, cmds[5:]...)...)
 	}
 	cmds = append(cmds, "Clear-History")
@@ -156,9 +156,9 @@ func (p *plan) winHistory(t *tree, r *rng, u *user) {
 		"Get-EventLog -LogName System -Newest 20", "code .", "python --version", "Get-NetIPAddress", "Clear-Host"}
 	var b strings.Builder
 	at := p.start.Add(-r.dur(24*time.Hour, 20*24*time.Hour))
-	n := r.between(8, 45)
+	n := r.Between(8, 45)
 	if u.service {
-		n = r.between(0, 6)
+		n = r.Between(0, 6)
 	}
 	var last time.Time
 	for range n {
@@ -187,7 +187,7 @@ func (p *plan) winDocuments(t *tree, r *rng, u *user, created time.Time) {
 	topics := []string{"Budget", "Quarterly Report", "Meeting Notes", "Travel Expenses", "Project Plan", "Invoice",
 		"Onboarding", "Vendor Contract", "Roadmap", "Timesheet"}
 	at := p.start.Add(-r.dur(time.Hour, 30*24*time.Hour))
-	for i, topic := range shuffle(r, topics)[:r.between(3, 6)] {
+	for i, topic := range shuffle(r, topics)[:r.Between(3, 6)] {
 		at = at.Add(r.dur(time.Hour, 5*24*time.Hour))
 		if at.After(p.now) {
 			at = p.now.Add(-time.Hour)
@@ -204,7 +204,7 @@ func (p *plan) winDocuments(t *tree, r *rng, u *user, created time.Time) {
 		}
 	}
 	t.add(home+"/Downloads/"+pick(r, []string{"ChromeSetup.exe", "npp.8.6.Installer.x64.exe", "vlc-3.0.20-win64.exe", "7z2301-x64.exe"}),
-		filler(r, peHeader(), r.between(150, 700)<<10), created.Add(2*time.Hour), 0o644)
+		filler(r, peHeader(), r.Between(150, 700)<<10), created.Add(2*time.Hour), 0o644)
 	t.text(home+"/Desktop/desktop.ini", crlf("\n[.ShellClassInfo]\nLocalizedResourceName=@%SystemRoot%\\system32\\shell32.dll,-21769\n"), created)
 }
 
@@ -433,7 +433,7 @@ func (p *plan) winSetupAPI(t *tree, r *rng, inst time.Time) {
 		"High Definition Audio Device", `hdaudio.inf_amd64_e3c1b1d4cd4e7ad8\hdaudio.inf`, []string{`HDAUDIO\FUNC_01&CTLR_VEN_8086&CTLR_DEV_A0C8`, `HDAUDIO\FUNC_01`})
 	for _, d := range installDevices {
 		at = at.Add(r.dur(200*time.Millisecond, 20*time.Second))
-		inst := fmt.Sprintf(`%s\%d&%X&0&%02X`, d.hwid, r.between(3, 7), r.bytes(4), r.intn(256))
+		inst := fmt.Sprintf(`%s\%d&%X&0&%02X`, d.hwid, r.Between(3, 7), r.bytes(4), r.Intn(256))
 		section(at, d.hwid, inst, d.desc, d.inf, d.compat)
 	}
 	last := at
@@ -441,7 +441,7 @@ func (p *plan) winSetupAPI(t *tree, r *rng, inst time.Time) {
 		{"Samsung", "Flash_Drive_FIT", "090C", "1000"}, {"WD", "Elements_2621", "1058", "2621"}}
 	if p.role == "workstation" {
 		at = p.start.Add(-r.dur(24*time.Hour, 60*24*time.Hour))
-		for range r.between(1, 3) {
+		for range r.Between(1, 3) {
 			at = at.Add(r.dur(2*time.Hour, 9*24*time.Hour))
 			if !at.Before(p.now) {
 				break

@@ -70,7 +70,7 @@ func WriteHostLogs(root string, h simhost.Host, s simhost.Story) error {
 		if len(events) > 0 {
 			// A log rarely starts at record 1: it has rolled over or been in use since installation.
 			rr := newRNG(h.Seed, "first-record-"+cf.channel)
-			events[0].RecordID = uint64(rr.between(1000, 90000) * (4 - i))
+			events[0].RecordID = uint64(rr.Between(1000, 90000) * (4 - i))
 		}
 		if err := writeLog(r, path.Join(LogsDir, cf.file), events); err != nil {
 			return err
@@ -167,9 +167,9 @@ func newHostGen(r *os.Root, h simhost.Host, s simhost.Story) (*hostGen, error) {
 		domain = strings.ToUpper(strings.SplitN(h.Name[i+1:], ".", 2)[0])
 	}
 	g.m = Machine{Computer: h.Name, Short: short, Domain: domain,
-		SID:      fmt.Sprintf("S-1-5-21-%d-%d-%d", 1e9+rr.intn(3e9), 1e9+rr.intn(3e9), 1e8+rr.intn(9e8)),
-		LsassPID: uint32(rr.between(150, 300) * 4), SvcPID: uint32(rr.between(150, 300) * 4),
-		LogPID: uint32(rr.between(300, 600) * 4)}
+		SID:      fmt.Sprintf("S-1-5-21-%d-%d-%d", 1e9+rr.Intn(3e9), 1e9+rr.Intn(3e9), 1e8+rr.Intn(9e8)),
+		LsassPID: uint32(rr.Between(150, 300) * 4), SvcPID: uint32(rr.Between(150, 300) * 4),
+		LogPID: uint32(rr.Between(300, 600) * 4)}
 
 	// The accounts are the profiles simhost wrote: the ones with Documents are people, the one without
 	// is the shared local account (an administrator, and the brute force's target).
@@ -213,7 +213,7 @@ func (g *hostGen) story() map[string][]evtx.Event {
 	}
 	add := func(e evtx.Event) { out[e.Channel] = append(out[e.Channel], e) }
 	r := newRNG(g.h.Seed, "story")
-	tid := func() uint32 { return uint32(r.between(50, 4000) * 4) }
+	tid := func() uint32 { return uint32(r.Between(50, 4000) * 4) }
 	victim := g.account(s.User)
 	attackerWS := pick(r, []string{"kali", "-", "WIN-8SD3JQ1F7PQ", "DESKTOP-" + strings.ToUpper(r.guid()[:7])})
 
@@ -223,15 +223,15 @@ func (g *hostGen) story() map[string][]evtx.Event {
 		for i := range s.Failures {
 			t := s.BruteForceStart.Add(span * time.Duration(i) / time.Duration(s.Failures))
 			add(m.Logon4625(Logon{Time: t, Target: Account{Name: s.User, Domain: ""}, Type: 3, IP: s.AttackerIP,
-				Port: uint16(r.between(49152, 65535)), Workstation: attackerWS, NTLM: true, ThreadID: tid()}, SubBadPassword))
+				Port: uint16(r.Between(49152, 65535)), Workstation: attackerWS, NTLM: true, ThreadID: tid()}, SubBadPassword))
 		}
 	}
 	// NLA's network logon, then the RDP session itself.
-	nla := uint64(0x5a0000 + r.intn(0x10000))
+	nla := uint64(0x5a0000 + r.Intn(0x10000))
 	add(m.Logon4624(Logon{Time: s.FirstSuccess, Target: victim, Type: 3, LogonID: nla, IP: s.AttackerIP,
-		Port: uint16(r.between(49152, 65535)), Workstation: attackerWS, NTLM: true, ThreadID: tid()}))
+		Port: uint16(r.Between(49152, 65535)), Workstation: attackerWS, NTLM: true, ThreadID: tid()}))
 	add(m.Logoff4634(s.FirstSuccess.Add(700*time.Millisecond), victim, nla, 3, tid()))
-	session := nla + uint64(r.between(0x200, 0x2000))
+	session := nla + uint64(r.Between(0x200, 0x2000))
 	rdpAt := s.FirstSuccess.Add(1500 * time.Millisecond)
 	add(m.Logon4624(Logon{Time: rdpAt, Target: victim, Type: 10, LogonID: session, IP: s.AttackerIP,
 		Port: 0, Workstation: m.Short, ProcessID: uint64(r.pid()), ProcessName: `C:\Windows\System32\svchost.exe`,

@@ -3,56 +3,34 @@ package evtxgen
 import (
 	"container/heap"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"time"
 
 	"github.com/quarry-dfir/quarry/evtx"
 	w "github.com/quarry-dfir/quarry/evtx/evtxwriter"
+	"github.com/quarry-dfir/quarry/internal/splitmix"
 )
 
-// rng is splitmix64: the package owns its generator so that a seed's output never changes with a Go
-// release.
-type rng struct{ s uint64 }
+// rng is the generator of the simulations (internal/splitmix) with the helpers events need.
+type rng struct{ splitmix.RNG }
 
-func newRNG(seed int64, stream string) *rng {
-	h := fnv.New64a()
-	h.Write([]byte(stream))
-	return &rng{s: uint64(seed)*0x9e3779b97f4a7c15 ^ h.Sum64()}
-}
-
-func (r *rng) next() uint64 {
-	r.s += 0x9e3779b97f4a7c15
-	z := r.s
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
-}
-
-func (r *rng) intn(n int) int {
-	if n <= 0 {
-		return 0
-	}
-	return int(r.next() % uint64(n))
-}
-
-func (r *rng) between(lo, hi int) int { return lo + r.intn(hi-lo+1) }
+func newRNG(seed int64, stream string) *rng { return &rng{splitmix.New(seed, stream)} }
 
 // dur returns a duration in [lo, hi] with microsecond resolution: event times are never round.
 func (r *rng) dur(lo, hi time.Duration) time.Duration {
 	us := int64(hi-lo) / 1000
-	return lo + time.Duration(int64(r.next()%uint64(us+1)))*time.Microsecond
+	return lo + time.Duration(int64(r.Next()%uint64(us+1)))*time.Microsecond
 }
 
-func (r *rng) pid() uint32 { return uint32(r.between(100, 16000) * 4) }
+func (r *rng) pid() uint32 { return uint32(r.Between(100, 16000) * 4) }
 
 func (r *rng) guid() string {
-	a, b := r.next(), r.next()
+	a, b := r.Next(), r.Next()
 	return fmt.Sprintf("%08X-%04X-%04X-%04X-%012X", uint32(a>>32), uint16(a>>16), uint16(a)&0x0fff|0x4000,
 		uint16(b>>48)&0x3fff|0x8000, b&0xffffffffffff)
 }
 
-func pick[T any](r *rng, xs []T) T { return xs[r.intn(len(xs))] }
+func pick[T any](r *rng, xs []T) T { return xs[r.Intn(len(xs))] }
 
 // eventHeap orders pending events by time, then by the order they were queued.
 type queued struct {
@@ -150,7 +128,7 @@ func (n *Noise) push(e evtx.Event) {
 }
 
 func (n *Noise) newLogonID() uint64 {
-	n.logonID += uint64(n.r.between(0x100, 0x9000))
+	n.logonID += uint64(n.r.Between(0x100, 0x9000))
 	return n.logonID
 }
 
@@ -199,8 +177,8 @@ var userProcesses = []struct{ image, cmd, parent string }{
 
 func (n *Noise) security() {
 	r, m, t := n.r, n.m, n.t
-	tid := uint32(r.between(50, 4000) * 4)
-	switch k := r.intn(100); {
+	tid := uint32(r.Between(50, 4000) * 4)
+	switch k := r.Intn(100); {
 	case k < 30: // a service starting under SYSTEM
 		id := uint64(0x3e7)
 		sys := Account{Name: "SYSTEM", Domain: "NT AUTHORITY", SID: SIDSystem}
@@ -210,12 +188,12 @@ func (n *Noise) security() {
 	case k < 65: // a process
 		p := pick(r, systemProcesses)
 		subj, logon, elevated := m.computerAccount(), uint64(0x3e7), false
-		if len(n.users) > 0 && r.intn(2) == 0 {
+		if len(n.users) > 0 && r.Intn(2) == 0 {
 			u := pick(r, n.users)
 			up := pick(r, userProcesses)
 			p.image = strings.ReplaceAll(up.image, "%s", u.Name)
 			p.cmd = strings.ReplaceAll(up.cmd, "%s", u.Name)
-			p.cmd = strings.ReplaceAll(p.cmd, "%d", fmt.Sprint(r.between(4, 400)))
+			p.cmd = strings.ReplaceAll(p.cmd, "%d", fmt.Sprint(r.Between(4, 400)))
 			p.parent = strings.ReplaceAll(up.parent, "%s", u.Name)
 			subj, logon, elevated = u, n.logonID, false
 		}
@@ -227,8 +205,8 @@ func (n *Noise) security() {
 		}
 		u := pick(r, n.users)
 		id := n.newLogonID()
-		n.push(m.Logon4624(Logon{Time: t, Target: u, Type: 3, LogonID: id, IP: fmt.Sprintf("10.%d.%d.%d", 20+r.intn(3), r.intn(255), 2+r.intn(250)),
-			Port: uint16(r.between(49152, 65535)), Workstation: "-", LogonGUID: r.guid(), ThreadID: tid}))
+		n.push(m.Logon4624(Logon{Time: t, Target: u, Type: 3, LogonID: id, IP: fmt.Sprintf("10.%d.%d.%d", 20+r.Intn(3), r.Intn(255), 2+r.Intn(250)),
+			Port: uint16(r.Between(49152, 65535)), Workstation: "-", LogonGUID: r.guid(), ThreadID: tid}))
 		n.push(m.Logoff4634(t.Add(r.dur(time.Second, 5*time.Minute)), u, id, 3, tid))
 	case k < 88: // a user's interactive logon, unlock or cached logon, with the session's end later
 		if len(n.users) == 0 {
@@ -273,8 +251,8 @@ var services = []struct{ display, key string }{
 
 func (n *Noise) system() {
 	r, m, t := n.r, n.m, n.t
-	tid := uint32(r.between(50, 4000) * 4)
-	switch k := r.intn(100); {
+	tid := uint32(r.Between(50, 4000) * 4)
+	switch k := r.Intn(100); {
 	case k < 80: // a demand-start service runs for a while
 		s := pick(r, services)
 		n.push(m.Service7036(t, s.display, "running", s.key, tid))
@@ -298,7 +276,7 @@ func (n *Noise) system() {
 
 func (n *Noise) application() {
 	r, m, t := n.r, n.m, n.t
-	switch k := r.intn(100); {
+	switch k := r.Intn(100); {
 	case k < 55:
 		e := m.base(t, "Microsoft-Windows-Security-SPP", "E23B33B0-C8C9-472C-A5F9-F2BDFEA0F156", 16384, ChannelApp)
 		e.EventSourceName, e.HasQualifiers, e.Qualifiers = "Software Protection Platform Service", true, 16384
@@ -306,11 +284,11 @@ func (n *Noise) application() {
 		e.Data = []evtx.Field{f("", t.Add(r.dur(time.Hour, 30*time.Hour)).Format("2006-01-02T15:04:05Z")), f("", "RulesEngine")}
 		n.push(e)
 	case k < 85: // Restart Manager sessions of installers and updaters
-		id := uint32(r.intn(4))
+		id := uint32(r.Intn(4))
 		for i, ev := range []uint16{10000, 10001} {
 			e := m.base(t.Add(time.Duration(i)*r.dur(time.Second, 40*time.Second)), "Microsoft-Windows-RestartManager", "0888E5EF-9B98-4695-979D-E92CE4247224", ev, ChannelApp)
 			e.Level, e.Keywords = 4, 0x8000000000000000
-			e.ProcessID, e.ThreadID = r.pid(), uint32(r.between(50, 4000)*4)
+			e.ProcessID, e.ThreadID = r.pid(), uint32(r.Between(50, 4000)*4)
 			e.UserID = SIDSystem
 			e.Data = []evtx.Field{f("RmSessionId", id), f("UTCStartTime", t)}
 			n.push(e)
@@ -318,7 +296,7 @@ func (n *Noise) application() {
 	default:
 		e := m.base(t, "Windows Error Reporting", "", 1001, ChannelApp)
 		e.HasQualifiers, e.Level, e.Keywords = true, 4, 0x80000000000000
-		bucket := fmt.Sprintf("%d", r.next()%1e18)
+		bucket := fmt.Sprintf("%d", r.Next()%1e18)
 		e.Data = []evtx.Field{f("", bucket), f("", "5"), f("", "StoreAgentScanForUpdatesFailure0"), f("", "Not available"),
 			f("", "0"), f("", "Update;"), f("", "8024500c"), f("", ""), f("", ""), f("", ""), f("", ""),
 			f("", `C:\ProgramData\Microsoft\Windows\WER\ReportArchive\NonCritical_Update;_`+bucket[:10])}
@@ -345,7 +323,7 @@ func (n *Noise) powershell() {
 	if len(n.users) > 0 {
 		u = pick(r, n.users)
 	}
-	pid, tid := r.pid(), uint32(r.between(50, 4000)*4)
+	pid, tid := r.pid(), uint32(r.Between(50, 4000)*4)
 	act := r.guid()
 	for i, id := range []uint16{40961, 53504, 40962} {
 		e := m.base(t.Add(time.Duration(i)*300*time.Millisecond), PowerShell, PowerShellGUID, id, ChannelPowerShell)
@@ -362,7 +340,7 @@ func (n *Noise) powershell() {
 		n.push(e)
 	}
 	at := t.Add(time.Second)
-	for range r.between(1, 4) {
+	for range r.Between(1, 4) {
 		at = at.Add(r.dur(time.Second, 3*time.Minute))
 		n.push(m.ScriptBlock4104(ScriptBlock{Time: at, User: u, Text: pick(r, benignScripts), ID: strings.ToLower(r.guid()),
 			PID: pid, TID: tid, ActivityID: act}))
