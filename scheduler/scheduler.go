@@ -57,8 +57,10 @@ const (
 	enrolRenew = 6 * time.Hour
 	// LeaseRetention is how long a released lease stays in the limiter's ledger.
 	LeaseRetention = 7 * 24 * time.Hour
-	// pollCallsPerMinute bounds GetAction calls per connection, well under Defender's 100 a minute.
-	pollCallsPerMinute = 40
+	// pollCallsPerMinute bounds GetAction calls per connection: Defender allows 100 a minute
+	// but also 1,500 an hour, which a steady 25 a minute would reach. A launch's first poll
+	// (firstPoll after it) is on top, at most LaunchesPerWindow a minute.
+	pollCallsPerMinute = 12
 )
 
 // Config is what a Scheduler needs. Acquisitions, Connections, Hosts, Integrations, Limiter,
