@@ -153,18 +153,7 @@ func parseAccessLog(ctx context.Context, in Input, r io.Reader, emitFn func(*qua
 	var st Stats
 	e := &emitter{in: in, src: "access_log", emit: emitFn, stats: &st}
 	lr := newLineReader(r, &st)
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		a, ok := parseAccessLine(line)
 		if !ok {
 			st.skip("line %d: not in common or combined log format", lr.n)

@@ -167,18 +167,7 @@ func parseAudit(ctx context.Context, in Input, r io.Reader, emitFn func(*quarry.
 	e := &emitter{in: in, src: "audit", emit: emitFn, stats: &st}
 	lr := newLineReader(r, &st)
 	var pairs []kv
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		node := ""
 		if strings.HasPrefix(line, "node=") {
 			node, line, _ = strings.Cut(line[len("node="):], " ")

@@ -52,14 +52,7 @@ func parseCrontab(ctx context.Context, in Input, r io.Reader, emitFn func(*quarr
 	system := isSystemCrontab(in.HostPath)
 	fileUser := crontabUser(in.HostPath)
 	lr := newLineReader(r, &st)
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		s := strings.TrimSpace(string(b))
 		if s == "" || s[0] == '#' || reCronEnv.MatchString(s) {
 			continue
@@ -168,14 +161,7 @@ func parseSystemdUnit(ctx context.Context, in Input, r io.Reader, emitFn func(*q
 		}
 		f[name] = val
 	}
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		s := strings.TrimSpace(string(b))
 		if pendingKey != "" {
 			if strings.HasSuffix(s, `\`) {

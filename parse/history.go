@@ -76,14 +76,7 @@ func parseBashHistory(ctx context.Context, in Input, r io.Reader, emitFn func(*q
 	user := userFromPath(in.HostPath)
 	lr := newLineReader(r, &st)
 	var cur *histCmd // a command after a timestamp line: it runs until the next timestamp line
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		if m := reBashTS.FindSubmatch(b); m != nil {
 			if cur != nil {
 				if err := emitHist(e, "bash", user, *cur); err != nil {
@@ -149,14 +142,7 @@ func parseZshHistory(ctx context.Context, in Input, r io.Reader, emitFn func(*qu
 	lr := newLineReader(r, &st)
 	var cur *histCmd
 	cont := false // the previous line ended in a backslash: this one belongs to the same command
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		b = unmetafy(b)
 		if cont && cur != nil {
 			cur.cmd += "\n" + string(b)
@@ -244,14 +230,7 @@ func parseFishHistory(ctx context.Context, in Input, r io.Reader, emitFn func(*q
 		return emitHist(e, "fish", user, c)
 	}
 	inPaths := false
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		s := string(b)
 		switch {
 		case strings.HasPrefix(s, "- cmd: "):
@@ -300,14 +279,7 @@ func parsePowerShellHistory(ctx context.Context, in Input, r io.Reader, emitFn f
 	user := userFromPath(in.HostPath)
 	lr := newLineReader(r, &st)
 	var cur *histCmd
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		s := string(b)
 		if cur == nil {
 			cur = &histCmd{line: lr.n, cmd: s}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"regexp"
 	"strings"
@@ -212,9 +213,11 @@ type lineReader struct {
 	end   int
 	eof   bool
 	err   error
-	n     int // line number of the line last returned, 1-based
-	first bool
-	stats *Stats
+	// ctxErr is the context error that ended lines.
+	ctxErr error
+	n      int // line number of the line last returned, 1-based
+	first  bool
+	stats  *Stats
 }
 
 func newLineReader(r io.Reader, st *Stats) *lineReader {
@@ -297,7 +300,45 @@ func (lr *lineReader) next() (line []byte, ok bool) {
 	return line, true
 }
 
+// raw yields every line of the reader (valid until the next), checking ctx every 1024 lines; a
+// cancelled ctx ends them and error reports it.
+func (lr *lineReader) raw(ctx context.Context) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for {
+			b, ok := lr.next()
+			if !ok {
+				return
+			}
+			if err := ctxErr(ctx, lr.n); err != nil {
+				lr.ctxErr = err
+				return
+			}
+			if !yield(b) {
+				return
+			}
+		}
+	}
+}
+
+// lines yields the lines that are not blank, as text, as raw does.
+func (lr *lineReader) lines(ctx context.Context) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for b := range lr.raw(ctx) {
+			line := string(b)
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			if !yield(line) {
+				return
+			}
+		}
+	}
+}
+
 func (lr *lineReader) error() error {
+	if lr.ctxErr != nil {
+		return lr.ctxErr
+	}
 	if lr.err != nil {
 		return fmt.Errorf("read after line %d: %w", lr.n, lr.err)
 	}

@@ -44,18 +44,7 @@ func parseDpkg(ctx context.Context, in Input, r io.Reader, emitFn func(*quarry.E
 	var st Stats
 	e := &emitter{in: in, src: "dpkg", emit: emitFn, stats: &st}
 	lr := newLineReader(r, &st)
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		ts, rest, ok := dpkgTime(line, in.loc())
 		if !ok {
 			st.skip("line %d: no dpkg timestamp", lr.n)
@@ -169,18 +158,7 @@ func parseAptHistory(ctx context.Context, in Input, r io.Reader, emitFn func(*qu
 		}
 		return t, err == nil
 	}
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		k, v, ok := strings.Cut(line, ": ")
 		if !ok {
 			st.skip("line %d: not a Key: value line", lr.n)
@@ -257,18 +235,7 @@ func parseYum(ctx context.Context, in Input, r io.Reader, emitFn func(*quarry.Ev
 	var st Stats
 	e := &emitter{in: in, src: "yum", emit: emitFn, stats: &st}
 	lr := newLineReader(r, &st)
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		mon, day, hh, mm, ss, ns, rest, ok := parseBSDTime(line)
 		if !ok {
 			st.skip("line %d: no timestamp", lr.n)
@@ -327,18 +294,7 @@ func parseDnf(ctx context.Context, in Input, r io.Reader, emitFn func(*quarry.Ev
 	var st Stats
 	e := &emitter{in: in, src: "dnf", emit: emitFn, stats: &st}
 	lr := newLineReader(r, &st)
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
-		line := string(b)
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	for line := range lr.lines(ctx) {
 		ts, rest, ok := dnfTime(line)
 		if !ok {
 			st.skip("line %d: no timestamp", lr.n)

@@ -61,14 +61,7 @@ func parseSyslog(ctx context.Context, in Input, r io.Reader, emitFn func(*quarry
 		pending = nil
 		return e.send(ev)
 	}
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		line := string(b)
 		sl, ok := parseSyslogLine(line, in)
 		if !ok {

@@ -269,14 +269,7 @@ func parseSetupapi(ctx context.Context, in Input, r io.Reader, emitFn func(*quar
 		f = nil
 		return err
 	}
-	for {
-		b, ok := lr.next()
-		if !ok {
-			break
-		}
-		if err := ctxErr(ctx, lr.n); err != nil {
-			return st, err
-		}
+	for b := range lr.raw(ctx) {
 		s := strings.TrimRight(string(b), " ")
 		switch {
 		case strings.HasPrefix(s, "[Boot Session: ") && strings.HasSuffix(s, "]"):
