@@ -408,3 +408,44 @@ func TestShellScriptWaitsForQuarry(t *testing.T) {
 		t.Fatalf("exit %d, status %v, stderr %s", r.exit, r.status, r.stderr)
 	}
 }
+
+// TestShellScriptRetriesTransientDownloads: a download cut off halfway (Quarry killed while
+// sending) or answered 503 (Quarry starting) is tried again, and the collector starts; a 403 is
+// not retried.
+func TestShellScriptRetriesTransientDownloads(t *testing.T) {
+	q := newQuarry(t, false)
+	var calls atomic.Int32
+	cutOnce := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1: // a body cut off: the length promises more than comes
+			w.Header().Set("Content-Length", strconv.Itoa(len(q.payload)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(q.payload[:len(q.payload)/2])
+			panic(http.ErrAbortHandler)
+		case 2:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			q.ServeHTTP(w, r)
+		}
+	})
+	srv := httptest.NewServer(cutOnce)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	t.Cleanup(srv.Close)
+	p := testParams("linux")
+	p.ServerURL, p.Builds = srv.URL, allBuilds(q.payload)
+	r := runScript(t, "sh", renderSh(t, p), env(t), "42", "light")
+	if r.exit != 0 || r.status["status"] != "started" || calls.Load() != 3 {
+		t.Fatalf("exit %d, status %v after %d downloads; stderr %s", r.exit, r.status, calls.Load(), r.stderr)
+	}
+
+	var refused atomic.Int32
+	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refused.Add(1)
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(forbidden.Close)
+	p.ServerURL = forbidden.URL
+	if r := runScript(t, "sh", renderSh(t, p), env(t), "42"); r.exit != 1 || refused.Load() != 1 {
+		t.Fatalf("a 403: exit %d, status %v after %d requests, want one", r.exit, r.status, refused.Load())
+	}
+}

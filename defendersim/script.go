@@ -447,6 +447,17 @@ func (s *Sim) startDetached(work string, env []string, prog string, args []strin
 	return nil
 }
 
+// fetch makes one download: its body (bounded) and status.
+func fetch(client *http.Client, req *http.Request) ([]byte, int, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxDownload+1))
+	return data, resp.StatusCode, err
+}
+
 // downloadTries and downloadRetryDelay are the Windows bootstrap's download retries.
 const (
 	downloadTries      = 7
@@ -478,31 +489,24 @@ func (s *Sim) download(ctx context.Context, rawURL, wantHex, work, name, bearer 
 	if client == nil {
 		client = http.DefaultClient
 	}
-	// As the Windows bootstrap does: no connection, 429 or 5xx is tried again every 5 s
-	// (real seconds, as on a host) up to seven times.
-	var resp *http.Response
+	// As the Windows bootstrap does: no connection, a cut-off body, 429 or 5xx is tried again
+	// every 5 s (real seconds, as on a host) up to seven times.
+	var data []byte
 	for try := 1; ; try++ {
-		resp, err = client.Do(req)
-		transient := err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+		var status int
+		data, status, err = fetch(client, req)
+		transient := err != nil || status == http.StatusTooManyRequests || status >= 500
 		if !transient || try >= downloadTries || ctx.Err() != nil {
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("HTTP %d", status)
+			}
 			break
-		}
-		if err == nil {
-			resp.Body.Close()
 		}
 		select {
 		case <-time.After(downloadRetryDelay):
 		case <-ctx.Done():
 		}
 	}
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxDownload+1))
 	if err != nil {
 		return err
 	}
