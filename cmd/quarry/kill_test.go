@@ -167,13 +167,17 @@ func TestAcquireKillRestart(t *testing.T) {
 		return b.String()
 	}
 
-	// Kill it while the run is in full flight: some received, others launching or collecting.
+	// Kill it while the run is in full flight: some received, and (when it can be caught within
+	// a few seconds) a launch in progress, whose Live Response call may or may not have gone out.
 	deadline := time.Now().Add(5 * time.Minute) // bounds against a hang, not speed targets
 	for count("received") < 20 {
 		if time.Now().After(deadline) {
 			t.Fatalf("before the kill: %s\n%s", states(), srv.logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	for catch := time.Now().Add(10 * time.Second); count("launching") == 0 && time.Now().Before(catch); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("killing the server: %s", states())
 	srv.kill()
