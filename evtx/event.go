@@ -55,6 +55,11 @@ type Event struct {
 // value: string, the fixed-width integer and float types, bool, []byte,
 // time.Time, a GUID or SID as string, or a slice of one of them for array
 // types. Nested binary XML is rendered to its XML text.
+//
+// An array substitution in a <Data> element is usually given as Windows
+// renders it: one Field per item, all with the element's name. Where the
+// reader does not expand an array (the rules and the output budget are in
+// expandArrays), the Field holds a slice, so a consumer must accept both.
 type Field struct {
 	Name  string
 	Value any
