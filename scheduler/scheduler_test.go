@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,7 +243,7 @@ func (e *env) waitFor(ids []int64, timeout time.Duration, states ...string) []*q
 				e.t.Fatal(err)
 			}
 			out = append(out, a)
-			if !containsState(states, a.State) {
+			if !slices.Contains(states, a.State) {
 				done = false
 			}
 		}
@@ -257,15 +258,6 @@ func (e *env) waitFor(ids []int64, timeout time.Duration, states ...string) []*q
 		}
 		time.Sleep(max(50*time.Millisecond, time.Duration(len(ids))*time.Millisecond))
 	}
-}
-
-func containsState(states []string, s string) bool {
-	for _, x := range states {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func ids(list []*quarry.Acquisition) []int64 {
@@ -323,10 +315,10 @@ func TestAcquireThroughEmulator(t *testing.T) {
 		for _, h := range a.History {
 			seen = append(seen, h.State)
 		}
-		if !containsState(seen, quarry.AcquisitionLaunching) || a.EvidenceID == nil {
+		if !slices.Contains(seen, quarry.AcquisitionLaunching) || a.EvidenceID == nil {
 			t.Errorf("acquisition %d: history %v, evidence %v", a.ID, seen, a.EvidenceID)
 		}
-		if containsState(seen, quarry.AcquisitionWaitingForSlot) {
+		if slices.Contains(seen, quarry.AcquisitionWaitingForSlot) {
 			waited++
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,7 +196,7 @@ func TestAcquireKillRestart(t *testing.T) {
 	t.Logf("after the restart: %s", states())
 	r = ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?state=offline_pending", pid), ts.admin, nil)
 	for _, a := range r.body["acquisitions"].([]any) {
-		if h := a.(map[string]any)["host_id"].(string); !containsStr(offline, h) {
+		if h := a.(map[string]any)["host_id"].(string); !slices.Contains(offline, h) {
 			t.Errorf("online host %s is offline_pending", h)
 		}
 	}
@@ -207,15 +208,6 @@ func TestAcquireKillRestart(t *testing.T) {
 	if st.MaxConcurrentSessions > 25 || st.RejectedActiveRequest != 0 || st.RejectedConcurrency != 0 || st.RejectedRate != 0 {
 		t.Errorf("the emulator saw limits broken: %+v", st)
 	}
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func tail(s string, n int) string {
