@@ -41,6 +41,51 @@ type Evidence struct {
 	Hostname         string          `json:"hostname"`
 	Manifest         ManifestSummary `json:"manifest"`
 	State            string          `json:"state"`
+	// Processing is the last (or running) processing's report; nil before the first.
+	Processing *ProcessingReport `json:"processing,omitempty"`
+}
+
+// Processing stages, in order.
+const (
+	StageQueued    = "queued"
+	StageOpening   = "opening"   // reading the archive and its manifest
+	StageVerifying = "verifying" // checking files against the manifest's hashes
+	StageParsing   = "parsing"
+	StageDone      = "done"
+)
+
+// ProcessingReport is what processing an evidence item did, kept beside it for the UI: stage and
+// progress while it runs, counts per parser and the problems it met.
+type ProcessingReport struct {
+	Stage      string                   `json:"stage"`
+	Format     string                   `json:"format"` // quarry-package/1, kape, velociraptor, uac, archive
+	StartedAt  time.Time                `json:"started_at"`
+	EndedAt    *time.Time               `json:"ended_at,omitempty"`
+	FilesTotal int                      `json:"files_total"`
+	FilesDone  int                      `json:"files_done"`
+	Events     int64                    `json:"events"`
+	Parsers    map[string]*ParserReport `json:"parsers,omitempty"`
+	Problems   []ProcessingProblem      `json:"problems,omitempty"` // capped; ProblemsTotal counts all
+	// ProblemsTotal counts every problem, also those past the cap of Problems.
+	ProblemsTotal int    `json:"problems_total"`
+	Error         string `json:"error,omitempty"` // what stopped processing, when it failed
+}
+
+// ParserReport sums up one parser's work on an evidence item.
+type ParserReport struct {
+	Files      int   `json:"files"`
+	Records    int64 `json:"records"`
+	Events     int64 `json:"events"`
+	Skipped    int64 `json:"skipped"`
+	Errors     int   `json:"errors"` // files it could not finish
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// ProcessingProblem is a file that was skipped or only partly read, and why.
+type ProcessingProblem struct {
+	Path   string `json:"path"`
+	Parser string `json:"parser,omitempty"`
+	Reason string `json:"reason"`
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -113,6 +158,8 @@ type EvidenceService interface {
 	FindEvidence(ctx context.Context, filter EvidenceFilter) ([]*Evidence, int, error)
 	RecordCustody(ctx context.Context, c *CustodyEntry) error
 	FindCustody(ctx context.Context, acquisitionID int64) ([]*CustodyEntry, error)
+	// UpdateEvidenceProcessing sets the processing state and report.
+	UpdateEvidenceProcessing(ctx context.Context, id int64, state string, r *ProcessingReport) error
 }
 
 // Upload token purposes. An upload token lets a collector preflight, send heartbeats and

@@ -1,6 +1,9 @@
 package quarry
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Severities of a timeline event: what a detection made of it. None is "".
 const (
@@ -28,6 +31,10 @@ type Event struct {
 
 	Severity   string // "", SeveritySuspicious or SeverityAlarm
 	Detections []Detection
+
+	// Set by the store: an analyst's marks.
+	Starred  bool
+	Comments int // how many comments the event has
 }
 
 // Detection is a rule that matched an event.
@@ -37,4 +44,74 @@ type Detection struct {
 	Level  string   `json:"level"` // the rule's level: informational, low, medium, high, critical
 	Tags   []string `json:"tags,omitempty"`
 	Kind   string   `json:"kind"` // sigma, ioc
+}
+
+// EventFilter selects a project's timeline events. Zero fields select everything; the lists
+// select any of their values.
+type EventFilter struct {
+	ProjectID  int64
+	Query      string    // the query language of package query; "" selects all
+	From, To   time.Time // [From, To); zero is open
+	Hosts      []string
+	Sources    []string
+	Severities []string // SeverityAlarm, SeveritySuspicious; "none" selects events without one
+	EvidenceID int64
+	Starred    bool   // only starred events
+	Desc       bool   // newest first; the timeline's default order is oldest first
+	Cursor     string // from EventPage.Next; opaque
+	Limit      int    // page size; the store caps it
+}
+
+// EventPage is one page of a query's events, in (timestamp, id) order.
+type EventPage struct {
+	Events []*Event
+	Next   string // the cursor of the next page; "" on the last
+	Total  int64  // how many events the filter selects
+}
+
+// HistogramBucket counts the events of [Start, Start+step).
+type HistogramBucket struct {
+	Start time.Time `json:"start"`
+	Count int64     `json:"count"`
+}
+
+// FacetValue is one value of a field and how many selected events have it.
+type FacetValue struct {
+	Value string `json:"value"`
+	Count int64  `json:"count"`
+}
+
+// EventComment is an analyst's note on an event.
+type EventComment struct {
+	ID        int64     `json:"id"`
+	ProjectID int64     `json:"project_id"`
+	EventID   int64     `json:"event_id"`
+	Author    string    `json:"author"`
+	Text      string    `json:"text"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// EventService stores timeline events.
+//
+// InsertEvents writes a batch in one transaction and sets their IDs. DeleteEvidenceEvents
+// removes what one evidence item produced (before it is processed again), with their marks.
+// FindEvents returns EINVALID with the query's syntax error. EachEvent streams every event the
+// filter selects (Cursor and Limit ignored) in order, for export; fn's error stops it and is
+// returned. Histogram counts events in buckets of step (chosen by the store when 0) over the
+// filter's time range or, when open, the selected events' range. Facet counts the top values of
+// a field (host, source, user, severity, timestamp_desc or a Fields key such as EventID).
+// StarEvents and StarQuery set or clear the star and return how many events changed;
+// CommentEvents adds c's text to each event the filter selects (EventIDs when given).
+type EventService interface {
+	InsertEvents(ctx context.Context, events []*Event) error
+	DeleteEvidenceEvents(ctx context.Context, evidenceID int64) (int64, error)
+	FindEvents(ctx context.Context, f EventFilter) (*EventPage, error)
+	FindEventByID(ctx context.Context, projectID, id int64) (*Event, error)
+	EachEvent(ctx context.Context, f EventFilter, fn func(*Event) error) error
+	Histogram(ctx context.Context, f EventFilter, step time.Duration) ([]HistogramBucket, time.Duration, error)
+	Facet(ctx context.Context, f EventFilter, field string, limit int) ([]FacetValue, error)
+	StarEvents(ctx context.Context, projectID int64, ids []int64, starred bool) (int64, error)
+	StarQuery(ctx context.Context, f EventFilter, starred bool) (int64, error)
+	CommentEvents(ctx context.Context, f EventFilter, ids []int64, c EventComment) (int64, error)
+	FindComments(ctx context.Context, projectID, eventID int64) ([]*EventComment, error)
 }

@@ -22,18 +22,24 @@ var _ quarry.EvidenceService = (*EvidenceService)(nil)
 func NewEvidenceService(db *DB) *EvidenceService { return &EvidenceService{db: db} }
 
 const evidenceColumns = `id, project_id, acquisition_id, sha256, size, blob_key, received_at, received_from_ip,
-	token_id, token_prefix, collector_version, hostname, manifest, state`
+	token_id, token_prefix, collector_version, hostname, manifest, state, processing`
 
 func scanEvidence(s interface{ Scan(...any) error }) (*quarry.Evidence, error) {
 	var e quarry.Evidence
-	var manifest string
+	var manifest, processing string
 	err := s.Scan(&e.ID, &e.ProjectID, &e.AcquisitionID, &e.SHA256, &e.Size, &e.BlobKey, timeCol(&e.ReceivedAt), &e.ReceivedFromIP,
-		&e.TokenID, &e.TokenPrefix, &e.CollectorVersion, &e.Hostname, &manifest, &e.State)
+		&e.TokenID, &e.TokenPrefix, &e.CollectorVersion, &e.Hostname, &manifest, &e.State, &processing)
 	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(manifest), &e.Manifest); err != nil {
 		return nil, fmt.Errorf("decode manifest summary of evidence %d: %w", e.ID, err)
+	}
+	if processing != "" {
+		e.Processing = new(quarry.ProcessingReport)
+		if err := json.Unmarshal([]byte(processing), e.Processing); err != nil {
+			return nil, fmt.Errorf("decode processing report of evidence %d: %w", e.ID, err)
+		}
 	}
 	return &e, nil
 }
@@ -82,6 +88,36 @@ func (s *EvidenceService) CreateEvidence(ctx context.Context, e *quarry.Evidence
 		if err := recordCustody(ctx, tx, c); err != nil {
 			return err
 		}
+	}
+	return tx.Commit()
+}
+
+// UpdateEvidenceProcessing sets the processing state and report of evidence id.
+func (s *EvidenceService) UpdateEvidenceProcessing(ctx context.Context, id int64, state string, r *quarry.ProcessingReport) error {
+	switch state {
+	case quarry.EvidenceReceived, quarry.EvidenceProcessing, quarry.EvidenceProcessed, quarry.EvidenceFailed:
+	default:
+		return quarry.FieldError("state", "Unknown evidence state %q.", state)
+	}
+	report := ""
+	if r != nil {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("update evidence processing: encode report: %w", err)
+		}
+		report = string(b)
+	}
+	tx, err := s.db.begin(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.exec(ctx, "UPDATE evidence SET state = ?, processing = ? WHERE id = ?", state, report, id)
+	if err != nil {
+		return translate(err, "update evidence processing", "", "")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return quarry.Errorf(quarry.ENOTFOUND, "Evidence not found.")
 	}
 	return tx.Commit()
 }

@@ -162,6 +162,30 @@ func TestEvidenceService(t *testing.T) {
 			_, err = s.FindEvidenceByID(ctx, e.ID+100)
 			wantCode(t, err, quarry.ENOTFOUND)
 		})
+		t.Run("Processing", func(t *testing.T) {
+			r := &quarry.ProcessingReport{Stage: quarry.StageParsing, Format: "quarry-package/1", FilesTotal: 4, FilesDone: 2, Events: 90,
+				Parsers:  map[string]*quarry.ParserReport{"syslog": {Files: 2, Records: 95, Events: 90, Skipped: 5}},
+				Problems: []quarry.ProcessingProblem{{Path: "var/log/x", Parser: "syslog", Reason: "truncated gzip"}}, ProblemsTotal: 1}
+			if err := s.UpdateEvidenceProcessing(ctx, e.ID, quarry.EvidenceProcessing, r); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.FindEvidenceByID(ctx, e.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != quarry.EvidenceProcessing || got.Processing == nil || got.Processing.FilesDone != 2 ||
+				got.Processing.Parsers["syslog"].Skipped != 5 || got.Processing.Problems[0].Reason != "truncated gzip" {
+				t.Fatalf("after UpdateEvidenceProcessing: %+v %+v", got, got.Processing)
+			}
+			wantCode(t, s.UpdateEvidenceProcessing(ctx, e.ID, "exploded", r), quarry.EINVALID)
+			wantCode(t, s.UpdateEvidenceProcessing(ctx, e.ID+100, quarry.EvidenceProcessed, r), quarry.ENOTFOUND)
+			if err := s.UpdateEvidenceProcessing(ctx, e.ID, quarry.EvidenceReceived, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.FindEvidenceByID(ctx, e.ID); got.Processing != nil || got.State != quarry.EvidenceReceived {
+				t.Fatalf("after a reset: %+v", got)
+			}
+		})
 		t.Run("Custody", func(t *testing.T) {
 			if err := s.RecordCustody(ctx, &quarry.CustodyEntry{AcquisitionID: a.ID, EvidenceID: &e.ID, Actor: "system", Action: quarry.CustodyStored}); err != nil {
 				t.Fatal(err)

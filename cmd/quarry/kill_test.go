@@ -182,6 +182,7 @@ func TestAcquireKillRestart(t *testing.T) {
 	}
 	t.Logf("killing the server: %s", states())
 	srv.kill()
+	first := srv.logs.String()
 
 	srv = startChild(t, serve...)
 	waitHealthy(t, ts.base, srv)
@@ -189,7 +190,8 @@ func TestAcquireKillRestart(t *testing.T) {
 	for count("received") < 90 || count("offline_pending") < 10 {
 		if n := count("failed") + count("cancelled") + count("expired"); n > 0 || time.Now().After(deadline) {
 			r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?state=failed", pid), ts.admin, nil)
-			t.Fatalf("after the restart: %s\nfailed: %s\nlog tail:\n%s", states(), r.raw, tail(srv.logs.String(), 4000))
+			t.Fatalf("after the restart: %s\nfailed: %s\nwarnings and errors, before the kill:\n%s\nafter it:\n%s\nlog tail:\n%s",
+				states(), r.raw, problems(first), problems(srv.logs.String()), tail(srv.logs.String(), 4000))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -208,6 +210,21 @@ func TestAcquireKillRestart(t *testing.T) {
 	if st.MaxConcurrentSessions > 25 || st.RejectedActiveRequest != 0 || st.RejectedConcurrency != 0 || st.RejectedRate != 0 {
 		t.Errorf("the emulator saw limits broken: %+v", st)
 	}
+}
+
+// problems returns a log's warning and error lines, at most 60 of them: what a run that went
+// wrong leaves behind is rarely at the end of a debug log.
+func problems(log string) string {
+	var out []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			out = append(out, line)
+		}
+	}
+	if len(out) > 60 {
+		out = append(out[:30], append([]string{"...\n"}, out[len(out)-30:]...)...)
+	}
+	return strings.Join(out, "")
 }
 
 func tail(s string, n int) string {
