@@ -53,13 +53,15 @@ type Store struct {
 	log                      *slog.Logger
 	goTool                   string // the go command; empty: PATH, then GOROOT/bin
 
-	mu     sync.Mutex             // guards hashes
-	hashes map[string]hashed      // path → its hash while size and mtime stay
-	build  sync.Mutex             // one local build at a time; guards the fields below
-	local  map[platform]*Build    // the store's own builds, once made
-	failed map[platform]failure   // the last failed build of a platform
-	now    func() time.Time       // the clock, for the retry delay
-	module func() (string, error) // finds the module root
+	mu       sync.Mutex             // guards hashes
+	hashes   map[string]hashed      // path → its hash while size and mtime stay
+	making   sync.Mutex             // one local build at a time
+	build    sync.Mutex             // guards the fields below
+	local    map[platform]*Build    // the store's own builds, once made
+	failed   map[platform]failure   // the last failed build of a platform
+	building map[platform]*pending  // builds in progress
+	now      func() time.Time       // the clock, for the retry delay
+	module   func() (string, error) // finds the module root
 }
 
 type failure struct {
@@ -83,7 +85,7 @@ func New(dir, releaseDir, version string, logger *slog.Logger) *Store {
 		version = "dev"
 	}
 	s := &Store{dir: dir, releaseDir: releaseDir, version: version, log: logger, hashes: map[string]hashed{}, now: time.Now,
-		local: map[platform]*Build{}, failed: map[platform]failure{}}
+		local: map[platform]*Build{}, failed: map[platform]failure{}, building: map[platform]*pending{}}
 	s.module = s.findModule
 	return s
 }
@@ -169,25 +171,63 @@ func fileSHA256(path string) (string, error) {
 // howToProvide ends every local build error: the way out that needs no toolchain.
 const howToProvide = "put release builds named quarry-host_<os>_<arch> (.exe for windows) into the folder QUARRY_COLLECTOR_DIR names"
 
-// localBuild returns the store's own build for a platform, building it when needed.
+// maxBuild bounds one local build.
+const maxBuild = 15 * time.Minute
+
+// pending is a local build in progress; done closes when b and err are set.
+type pending struct {
+	done chan struct{}
+	b    Build
+	err  error
+}
+
+// localBuild returns the store's own build for a platform, building it when needed. The build
+// runs on its own, not under ctx: a caller that gives up (a job that timed out on a loaded
+// machine) must not kill a build that the next caller would otherwise start all over again.
 func (s *Store) localBuild(ctx context.Context, plat platform) (Build, error) {
 	s.build.Lock()
-	defer s.build.Unlock()
 	if b := s.local[plat]; b != nil {
+		s.build.Unlock()
 		return s.describe(b.OS, b.Arch, b.Path)
 	}
 	if f := s.failed[plat]; f.err != nil && s.now().Sub(f.at) < retryBuild {
+		s.build.Unlock()
 		return Build{}, f.err
 	}
+	p := s.building[plat]
+	if p == nil {
+		p = &pending{done: make(chan struct{})}
+		s.building[plat] = p
+		go s.run(context.WithoutCancel(ctx), plat, p)
+	}
+	s.build.Unlock()
+	select {
+	case <-p.done:
+		return p.b, p.err
+	case <-ctx.Done():
+		return Build{}, fmt.Errorf("collectorbin: quarry-host for %s/%s is still being built: %w", plat.os, plat.arch, ctx.Err())
+	}
+}
+
+// run makes one local build and publishes its outcome.
+func (s *Store) run(ctx context.Context, plat platform, p *pending) {
+	ctx, cancel := context.WithTimeout(ctx, maxBuild)
+	defer cancel()
+	s.making.Lock()
 	b, err := s.make(ctx, plat)
+	s.making.Unlock()
+	s.build.Lock()
+	defer s.build.Unlock()
+	delete(s.building, plat)
 	if err != nil {
 		err = fmt.Errorf("collectorbin: no quarry-host for %s/%s: %w; %s", plat.os, plat.arch, err, howToProvide)
 		s.failed[plat] = failure{err, s.now()}
-		return Build{}, err
+	} else {
+		s.local[plat] = &b
+		delete(s.failed, plat)
 	}
-	s.local[plat] = &b
-	delete(s.failed, plat)
-	return b, nil
+	p.b, p.err = b, err
+	close(p.done)
 }
 
 // make builds ./cmd/quarry-host for a platform into dir, under a name that carries the version and

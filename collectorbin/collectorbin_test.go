@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -117,6 +118,31 @@ func localBuild(t *testing.T) (string, Build) {
 			return
 		}
 		s := New(shared.dir, "", "9.8.7-test", nil)
+		// The go tool, through a wrapper that counts builds.
+		realGo, err := exec.LookPath("go")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		count := filepath.Join(shared.dir, "builds.log")
+		s.goTool = filepath.Join(shared.dir, "go-wrapper")
+		wrapper := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = build ] && echo \"$GOOS\" >> %q\nexec %q \"$@\"\n", count, realGo)
+		if shared.err = os.WriteFile(s.goTool, []byte(wrapper), 0o755); shared.err != nil {
+			return
+		}
+		// A caller that gives up (a job that timed out) does not kill the build it started.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		_, err = s.Builds(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still being built") {
+			shared.err = fmt.Errorf("Builds for a caller that gives up = %v", err)
+			return
+		}
+		defer func() {
+			if b, _ := os.ReadFile(count); shared.err == nil && strings.Count(string(b), "\n") != 2 {
+				shared.err = fmt.Errorf("go build ran for %q; want once for this platform and once for Windows", b)
+			}
+		}()
 		// Several callers at once: one build, one result.
 		var wg sync.WaitGroup
 		res := make([]Build, 4)

@@ -13,6 +13,7 @@ import (
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/bootstrap"
 	"github.com/quarry-dfir/quarry/bootstrap/bootstraptest"
+	"github.com/quarry-dfir/quarry/scheduler"
 	"github.com/quarry-dfir/quarry/xdr"
 )
 
@@ -183,5 +184,34 @@ func TestSignedWindowsBootstrap(t *testing.T) {
 	}
 	if out, err := bootstraptest.Verify(t, script, cert); err != nil {
 		t.Fatalf("the library's Windows bootstrap does not verify: %v\n%s", err, out)
+	}
+}
+
+// refusingLibrary is a tenant whose library refuses every upload.
+type refusingLibrary struct {
+	xdr.Client
+	calls *atomic.Int32
+}
+
+func (c refusingLibrary) PutScript(context.Context, xdr.Script) error {
+	c.calls.Add(1)
+	return errors.New("library upload refused: HTTP 503")
+}
+
+// TestLaunchGivesUp: a launch whose error does not pass is tried a bounded number of times, soon
+// after each other, and then fails the acquisition with the error; it never sits in queued.
+func TestLaunchGivesUp(t *testing.T) {
+	calls := &atomic.Int32{}
+	e := newEnvWith(t, envOptions{machines: 30, scale: scale, maxRunning: maxRunning,
+		wrap: func(c xdr.Client) xdr.Client { return refusingLibrary{Client: c, calls: calls} }})
+	a := e.waitFor([]int64{e.acquireOne(true).ID}, 2*time.Minute, quarry.AcquisitionFailed, quarry.AcquisitionReceived)[0]
+	if a.State != quarry.AcquisitionFailed || !strings.Contains(a.Error, "library upload refused: HTTP 503") {
+		t.Fatalf("acquisition = %s %q", a.State, a.Error)
+	}
+	if got, want := int(calls.Load()), (scheduler.LaunchArgs{}).InsertOpts().MaxAttempts; got != want {
+		t.Errorf("%d uploads tried, want one per attempt: %d", got, want)
+	}
+	if st := e.sim.Stats(); st.CallsByEndpoint["RunLiveResponse"] != 0 {
+		t.Errorf("a launch without its script reached Live Response: %+v", st)
 	}
 }

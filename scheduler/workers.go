@@ -26,7 +26,16 @@ func (LaunchArgs) Kind() string { return "acquisition_launch" }
 // InsertOpts: errors retry a few times; waits are snoozes and do not count.
 // Launches run after watches (a larger number is a lower priority): a watch frees a slot, while
 // a thousand launches waiting for the limits would otherwise be fetched ahead of it.
-func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 5, Priority: 2} }
+func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 10, Priority: 2} }
+
+// retryAfter is how long a launch or watch that failed waits before it runs again. River's
+// default grows as the fourth power of the attempt (1 s, 16 s, 81 s, 256 s…), so a launch that
+// met a few passing errors (a busy database, a job timeout on a loaded machine) sat in queued
+// for many minutes with nothing to show for it. These errors pass: try again soon, a bounded
+// number of times (about three minutes for a launch's ten attempts) before failing.
+func retryAfter(attempt int) time.Duration {
+	return min(time.Duration(attempt)*time.Duration(attempt)*time.Second, 30*time.Second)
+}
 
 // WatchArgs follows one running Live Response action until it ends.
 type WatchArgs struct {
@@ -55,7 +64,48 @@ type launchWorker struct {
 }
 
 func (w *launchWorker) Work(ctx context.Context, job *river.Job[LaunchArgs]) error {
-	return w.s.launch(ctx, job.Args.AcquisitionID, job.Attempt >= job.MaxAttempts)
+	err := w.s.launch(ctx, job.Args.AcquisitionID, job.Attempt >= job.MaxAttempts)
+	var snooze *river.JobSnoozeError
+	if err != nil && !errors.As(err, &snooze) {
+		if job.Attempt >= job.MaxAttempts {
+			// River discards the job now: nothing would launch the acquisition again, so it
+			// fails with the reason rather than sit in queued for ever.
+			w.s.cfg.Logger.Error("launch failed for the last time", "acquisition", job.Args.AcquisitionID, "attempts", job.Attempt, "err", err)
+			w.s.abandonLaunch(ctx, job.Args.AcquisitionID, err)
+		} else {
+			w.s.cfg.Logger.Warn("launch failed; it is tried again", "acquisition", job.Args.AcquisitionID,
+				"attempt", job.Attempt, "of", job.MaxAttempts, "retry_in", w.s.scaled(retryAfter(job.Attempt)), "err", err)
+		}
+	}
+	return err
+}
+
+// abandonLaunch fails an acquisition whose launch job River gives up on, releasing any lease
+// it holds. It uses a fresh context: the job's may be the one that timed out.
+func (s *Scheduler) abandonLaunch(ctx context.Context, id int64, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	a, err := s.cfg.Acquisitions.FindAcquisitionByID(ctx, id)
+	if err != nil {
+		s.cfg.Logger.Error("find an abandoned launch", "acquisition", id, "err", err)
+		return
+	}
+	switch a.State {
+	case quarry.AcquisitionQueued, quarry.AcquisitionWaitingForSlot, quarry.AcquisitionOfflinePending, quarry.AcquisitionLaunching:
+	default:
+		return // it got further: what follows it now settles it
+	}
+	if _, err := s.cfg.Limiter.ReleaseByAcquisition(ctx, id, s.cfg.Now()); err != nil {
+		s.cfg.Logger.Error("release the lease of an abandoned launch", "acquisition", id, "err", err)
+	}
+	if _, err := s.transition(ctx, id, quarry.AcquisitionFailed, "The launch kept failing: "+cause.Error()); err != nil {
+		s.cfg.Logger.Error("fail an abandoned launch", "acquisition", id, "err", err)
+	}
+}
+
+// NextRetry: see retryAfter.
+func (w *launchWorker) NextRetry(job *river.Job[LaunchArgs]) time.Time {
+	return time.Now().Add(w.s.scaled(retryAfter(job.Attempt)))
 }
 
 // launch takes one acquisition as far as it can now. It returns a snooze to be run again later.
@@ -394,6 +444,11 @@ func (s *Scheduler) offline(ctx context.Context, a *quarry.Acquisition) error {
 type watchWorker struct {
 	river.WorkerDefaults[WatchArgs]
 	s *Scheduler
+}
+
+// NextRetry: see retryAfter.
+func (w *watchWorker) NextRetry(job *river.Job[WatchArgs]) time.Time {
+	return time.Now().Add(w.s.scaled(retryAfter(job.Attempt)))
 }
 
 func (w *watchWorker) Work(ctx context.Context, job *river.Job[WatchArgs]) error {

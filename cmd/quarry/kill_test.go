@@ -137,7 +137,7 @@ func TestAcquireKillRestart(t *testing.T) {
 	}
 	ts := &testServer{base: "http://" + addr, admin: strings.TrimSpace(out.String())}
 	serve := append([]string{"serve", "--addr", addr, "--collector-dir", collectors, "--time-scale", fmt.Sprint(scale),
-		"--job-rescue-after", "3s", "--log-level", "debug"}, common...)
+		"--job-rescue-after", "10s", "--log-level", "debug"}, common...)
 
 	srv := startChild(t, serve...)
 	waitHealthy(t, ts.base, srv)
