@@ -60,13 +60,19 @@ type EventFilter struct {
 	Desc       bool   // newest first; the timeline's default order is oldest first
 	Cursor     string // from EventPage.Next; opaque
 	Limit      int    // page size; the store caps it
+	// TotalUpTo stops counting the Total there (0 counts all). Counting every selected event
+	// is most of the cost of a broad query on a large timeline, while a page stops at its last
+	// event: a view shows "10,000+" at once and counts exactly when asked.
+	TotalUpTo int64
 }
 
 // EventPage is one page of a query's events, in (timestamp, id) order.
 type EventPage struct {
 	Events []*Event
 	Next   string // the cursor of the next page; "" on the last
-	Total  int64  // how many events the filter selects
+	Total  int64  // how many events the filter selects, or EventFilter.TotalUpTo when there are at least that many
+	// TotalExact is false when counting stopped at EventFilter.TotalUpTo.
+	TotalExact bool
 }
 
 // HistogramBucket counts the events of [Start, Start+step).
