@@ -312,7 +312,7 @@ func (p *Package) Open(name string) (fsaccess.File, error) {
 		}
 		return nil, fmt.Errorf("package: open %q: %w", name, fsaccess.ErrNotExist)
 	}
-	return newEntryFile(p.entries[fe.ArchivePath], p.info(fe), p.r)
+	return fsaccess.OpenZipEntry(p.entries[fe.ArchivePath], p.r, p.info(fe))
 }
 
 // OpenEntry opens any valid entry by archive name (live/…, listings/…, collection.log).
@@ -366,102 +366,4 @@ func (p *Package) Verify(ctx context.Context) []Problem {
 	}
 	p.Problems = append(p.Problems, bad...)
 	return bad
-}
-
-// entryFile reads one zip entry with random access. Stored entries are a section of the package;
-// deflated ones are decompressed forward and reopened when a read goes backwards, which keeps memory
-// bounded at the cost of time for parsers that jump around (they should read sequentially or use
-// stored entries).
-type entryFile struct {
-	zf   *zip.File
-	fi   fsaccess.FileInfo
-	sec  *io.SectionReader // stored entries
-	rc   io.ReadCloser     // deflated entries: current stream
-	spos int64             // position of rc
-	pos  int64             // Read/Seek cursor
-}
-
-func newEntryFile(zf *zip.File, fi fsaccess.FileInfo, r io.ReaderAt) (*entryFile, error) {
-	f := &entryFile{zf: zf, fi: fi}
-	if zf.Method == zip.Store {
-		off, err := zf.DataOffset()
-		if err != nil {
-			return nil, fmt.Errorf("package: open %q: %w", fi.Path, err)
-		}
-		f.sec = io.NewSectionReader(r, off, int64(zf.UncompressedSize64))
-	}
-	return f, nil
-}
-
-func (f *entryFile) Stat() (fsaccess.FileInfo, error) { return f.fi, nil }
-
-func (f *entryFile) Read(b []byte) (int, error) {
-	n, err := f.ReadAt(b, f.pos)
-	f.pos += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
-	}
-	return n, err
-}
-
-func (f *entryFile) ReadAt(b []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("package: read %q: negative offset", f.fi.Path)
-	}
-	if off >= f.fi.Size {
-		return 0, io.EOF
-	}
-	if len(b) > int(f.fi.Size-off) {
-		b = b[:f.fi.Size-off]
-	}
-	if f.sec != nil {
-		return f.sec.ReadAt(b, off)
-	}
-	if f.rc == nil || off < f.spos {
-		if f.rc != nil {
-			f.rc.Close()
-		}
-		rc, err := f.zf.Open()
-		if err != nil {
-			return 0, fmt.Errorf("package: read %q: %w", f.fi.Path, err)
-		}
-		f.rc, f.spos = rc, 0
-	}
-	if off > f.spos {
-		n, err := io.CopyN(io.Discard, f.rc, off-f.spos)
-		f.spos += n
-		if err != nil {
-			return 0, fmt.Errorf("package: read %q: %w", f.fi.Path, err)
-		}
-	}
-	n, err := io.ReadFull(f.rc, b)
-	f.spos += int64(n)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
-	}
-	return n, err
-}
-
-func (f *entryFile) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += f.pos
-	case io.SeekEnd:
-		offset += f.fi.Size
-	default:
-		return 0, fmt.Errorf("package: seek %q: bad whence", f.fi.Path)
-	}
-	if offset < 0 {
-		return 0, fmt.Errorf("package: seek %q: negative position", f.fi.Path)
-	}
-	f.pos = offset
-	return offset, nil
-}
-
-func (f *entryFile) Close() error {
-	if f.rc != nil {
-		return f.rc.Close()
-	}
-	return nil
 }

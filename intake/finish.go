@@ -90,6 +90,9 @@ func (s *Service) finish(ctx context.Context, info tusd.FileInfo) error {
 	if _, err := s.cfg.Acquisitions.TransitionAcquisition(ctx, a.ID, quarry.AcquisitionTransition{State: quarry.AcquisitionReceived, EvidenceID: &e.ID}); err != nil {
 		return err
 	}
+	if s.cfg.OnReceived != nil {
+		s.cfg.OnReceived(ctx, e)
+	}
 	s.audit(ctx, actor, info.MetaData["ip"], "evidence.receive", "evidence", strconv.FormatInt(e.ID, 10), quarry.OutcomeSuccess,
 		map[string]any{"acquisition_id": a.ID, "sha256": sum, "size": info.Size, "blob_key": e.BlobKey})
 	return s.discard(ctx, info)

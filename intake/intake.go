@@ -70,6 +70,10 @@ type Config struct {
 	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 	// ClientIP returns a request's source address (the server knows about trusted proxies).
 	ClientIP func(r *http.Request) string
+	// OnReceived, when set, is called once evidence is stored and its acquisition moved to
+	// received (processing.Processor.OnReceived queues it). It must not block for long; a
+	// failure it meets is its own to log, since the evidence is received either way.
+	OnReceived func(ctx context.Context, e *quarry.Evidence)
 }
 
 // Service receives packages. It is safe for concurrent use.

@@ -126,6 +126,7 @@ func Sniff(head []byte, in Input) (Parser, bool) {
 
 func init() {
 	registry = []Parser{
+		livestateParser,
 		evtxParser,
 		windowsTaskParser,
 		setupapiParser,
