@@ -21,6 +21,7 @@ func (s *Server) intakeRoutes() {
 			s.mux.Handle(collectorbin.DownloadPrefix, s.CollectorDownloads)
 		}
 		s.api("POST /api/v1/projects/{id}/uploads", quarry.RoleAnalyst, "acquisition.create", s.handleCreateUpload)
+		s.api("POST /api/v1/projects/{id}/imports", quarry.RoleAnalyst, "evidence.import", s.handleImport)
 	}
 	if s.Acquisitions != nil {
 		s.api("GET /api/v1/projects/{id}/acquisitions", quarry.RoleViewer, "", s.handleListAcquisitions)
@@ -29,6 +30,10 @@ func (s *Server) intakeRoutes() {
 	if s.Evidence != nil {
 		s.api("GET /api/v1/projects/{id}/evidence", quarry.RoleViewer, "", s.handleListEvidence)
 		s.api("GET /api/v1/evidence/{id}", quarry.RoleViewer, "", s.handleGetEvidence)
+		if s.Reprocessor != nil {
+			// Processing audits reprocess requests itself, refusals included.
+			s.api("POST /api/v1/evidence/{id}/reprocess", quarry.RoleAnalyst, "", s.handleReprocess)
+		}
 	}
 }
 

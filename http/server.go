@@ -57,6 +57,13 @@ type Server struct {
 	CollectorDownloads http.Handler
 	Acquisitions       quarry.AcquisitionService
 	Evidence           quarry.EvidenceService
+	// Events is the timeline store; nil hides the events API, the timeline and the overview.
+	Events quarry.EventService
+	// EventTotalUpTo is where event listings stop counting unless asked for an exact total;
+	// 0 is DefaultEventTotalUpTo.
+	EventTotalUpTo int64
+	// Reprocessor runs processing again on evidence; nil hides Reprocess.
+	Reprocessor Reprocessor
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 
@@ -182,6 +189,7 @@ func (s *Server) routes() {
 	s.connectionRoutes()
 	s.intakeRoutes()
 	s.acquisitionRoutes()
+	s.eventRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

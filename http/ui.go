@@ -163,6 +163,7 @@ func (s *Server) uiRoutes() {
 	s.connectionPages()
 	s.intakePages()
 	s.acquisitionPages()
+	s.timelinePages()
 	s.page("GET /settings/tokens", quarry.RoleViewer, "", s.handleTokensPage)
 	s.page("POST /settings/tokens", quarry.RoleViewer, "token.create", s.handleTokensCreate)
 	s.page("POST /settings/tokens/{id}/revoke", quarry.RoleViewer, "token.revoke", s.handleTokensRevoke)

@@ -16,6 +16,11 @@ func (s *Server) intakePages() {
 	}
 	s.page("GET /projects/{id}/import/collector", quarry.RoleViewer, "", s.handleCollectorPage)
 	s.page("POST /projects/{id}/import/collector", quarry.RoleAnalyst, "acquisition.create", s.handleCollectorCreate)
+	s.page("GET /projects/{id}/import/package", quarry.RoleViewer, "", s.handlePackageImportPage)
+	if s.Reprocessor != nil && s.Evidence != nil {
+		// Processing audits reprocess requests itself.
+		s.page("POST /projects/{id}/evidence/{eid}/reprocess", quarry.RoleAnalyst, "", s.handleReprocessForm)
+	}
 }
 
 func (s *Server) handleCollectorPage(w http.ResponseWriter, r *http.Request) error {
