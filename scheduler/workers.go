@@ -26,7 +26,9 @@ func (LaunchArgs) Kind() string { return "acquisition_launch" }
 // InsertOpts: errors retry a few times; waits are snoozes and do not count.
 // Launches run after watches (a larger number is a lower priority): a watch frees a slot, while
 // a thousand launches waiting for the limits would otherwise be fetched ahead of it.
-func (LaunchArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 10, Priority: 2} }
+func (LaunchArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 10, Priority: 2}
+}
 
 // retryAfter is how long a launch or watch that failed waits before it runs again. River's
 // default grows as the fourth power of the attempt (1 s, 16 s, 81 s, 256 s…), so a launch that

@@ -173,7 +173,7 @@ func TestBrowserAcquire(t *testing.T) {
 		states := value(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#acquisition-rows tbody tr[data-state]')).map(r => r.dataset.state)`))
 		done := len(states) == 2
 		for _, s := range states {
-			done = done && s == "received"
+			done = done && s == "completed" // collected, received and processed into the timeline
 			if s == "failed" || s == "cancelled" || s == "expired" {
 				steps(t, ctx, screenshot(shots, "03-failed"))
 				t.Fatalf("an acquisition ended %s: %v", s, states)
@@ -187,8 +187,8 @@ func TestBrowserAcquire(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	steps(t, ctx, screenshot(shots, "03-received"))
-	if summary := value(t, ctx, chromedp.Text(css(`#acquisition-summary`))); !strings.Contains(summary, "received 2") {
+	steps(t, ctx, screenshot(shots, "03-completed"))
+	if summary := value(t, ctx, chromedp.Text(css(`#acquisition-summary`))); !strings.Contains(summary, "completed 2") {
 		t.Fatalf("summary = %q", summary)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
 	"github.com/quarry-dfir/quarry/jobs"
+	"github.com/quarry-dfir/quarry/processing"
 	"github.com/quarry-dfir/quarry/scheduler"
 	"github.com/quarry-dfir/quarry/scheduler/limit"
 	"github.com/quarry-dfir/quarry/secret"
@@ -48,7 +49,9 @@ type Main struct {
 	Integrations *integration.Service
 	// Intake receives collectors' uploads.
 	Intake *intake.Service
-	HTTP   *qhttp.Server
+	// Processing turns received packages into timeline events.
+	Processing *processing.Processor
+	HTTP       *qhttp.Server
 	// closers run first on Close, for parts added after Run (the demo's emulator).
 	closers []func() error
 	closed  bool
@@ -126,6 +129,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Projects: sqldb.NewProjectService(m.DB), Experiments: sqldb.NewExperimentService(m.DB),
 		Connections: connections, Hosts: hosts, Integrations: m.Integrations,
 		Health: m.DB.Ping,
+		Events: sqldb.NewEventService(m.DB),
 	}
 	if err := m.openIntake(ctx, blobURL, audit); err != nil {
 		return err
@@ -153,6 +157,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	workers := river.NewWorkers()
 	periodic := m.Scheduler.Register(workers)
+	periodic = append(periodic, m.Processing.Register(workers)...)
 	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
 		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
 		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic, RescueAfter: cfg.JobRescueAfter,
@@ -160,6 +165,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.Scheduler.SetClient(m.Jobs.Client())
+	m.Processing.SetClient(m.Jobs.Client())
 	if err := m.Jobs.Start(ctx); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quarry-dfir/quarry/simhost"
 	"github.com/quarry-dfir/quarry/sqldb"
@@ -76,7 +79,7 @@ func TestCollectorEndToEnd(t *testing.T) {
 	}
 
 	a := ts.do(t, "GET", fmt.Sprintf("/api/v1/acquisitions/%d", acq), ts.viewer, nil)
-	if a.body["state"] != "received" || a.body["evidence_id"] == nil {
+	if st := a.body["state"]; (st != "received" && st != "processing" && st != "completed") || a.body["evidence_id"] == nil {
 		t.Fatalf("acquisition after upload = %s\ncollector said:\n%s", a.raw, out)
 	}
 	var states []string
@@ -137,8 +140,33 @@ func TestCollectorEndToEnd(t *testing.T) {
 	_, page := get(t, c, ts.m.URL()+"/login")
 	post(t, c, ts.m.URL()+"/login", map[string][]string{"username": {"alice"}, "password": {ts.adminPW}, "csrf": {csrfOf(t, page)}})
 	res, body := get(t, c, fmt.Sprintf("%s/projects/%d", ts.m.URL(), pid))
-	if res.StatusCode != http.StatusOK || !strings.Contains(body, ev.body["sha256"].(string)) || !strings.Contains(body, "received") {
+	if res.StatusCode != http.StatusOK || !strings.Contains(body, ev.body["sha256"].(string)) || !regexp.MustCompile(`received|processing|completed`).MatchString(body) {
 		t.Fatalf("project page (%d) lacks the evidence hash or the acquisition state", res.StatusCode)
+	}
+
+	// Processing puts the story on the timeline: every failed password of the brute force, from
+	// the attacker's address, and the attacker's commands from the shell history.
+	deadline := time.Now().Add(2 * time.Minute) // a bound against a hang
+	for a = ts.do(t, "GET", fmt.Sprintf("/api/v1/acquisitions/%d", acq), ts.viewer, nil); a.body["state"] != "completed"; {
+		if a.body["state"] == "failed" || time.Now().After(deadline) {
+			t.Fatalf("acquisition not processed: %s", a.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+		a = ts.do(t, "GET", fmt.Sprintf("/api/v1/acquisitions/%d", acq), ts.viewer, nil)
+	}
+	events := func(q string) float64 {
+		t.Helper()
+		r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/events?%s", pid, url.Values{"q": {q}}.Encode()), ts.viewer, nil)
+		if r.status != 200 {
+			t.Fatalf("events %q = %d %s", q, r.status, r.raw)
+		}
+		return r.body["total"].(float64)
+	}
+	if n := events(fmt.Sprintf(`source:"auth.log" AND "Failed password" AND %q`, story.AttackerIP)); int(n) != story.Failures {
+		t.Errorf("failed passwords from %s on the timeline = %v, the story has %d", story.AttackerIP, n, story.Failures)
+	}
+	if n := events(fmt.Sprintf(`source:*history AND %q`, story.Commands[0])); n == 0 {
+		t.Errorf("the attacker's first command %q is not on the timeline", story.Commands[0])
 	}
 
 	// A second collection with the same token is refused: the token opened one upload.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/quarry-dfir/quarry"
@@ -33,12 +34,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	data := fs.String("data", "./quarry-demo", "data directory (kept between runs)")
 	hosts := fs.Int("hosts", 40, "number of simulated Defender hosts")
+	acquire := fs.Int("acquire", 4, "hosts to acquire into the demo project on its first run, so its timeline fills by itself (0: none)")
 	verbose := fs.Bool("v", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *hosts < 0 {
-		return fmt.Errorf("--hosts must be zero or more")
+	if *hosts < 0 || *acquire < 0 {
+		return fmt.Errorf("--hosts and --acquire must be zero or more")
 	}
 	level := "warn"
 	if *verbose {
@@ -63,9 +65,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	tenant := "none (--hosts 0)"
+	tenant, acquiring := "none (--hosts 0)", ""
 	if *hosts > 0 {
-		if tenant, err = m.startDemoTenant(ctx, *hosts); err != nil {
+		var sim *defendersim.Sim
+		var connID int64
+		if tenant, sim, connID, err = m.startDemoTenant(ctx, *hosts); err != nil {
+			return err
+		}
+		if acquiring, err = m.firstDemoAcquisitions(ctx, sim, connID, *acquire); err != nil {
 			return err
 		}
 	}
@@ -77,9 +84,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
              (try: curl -H "Authorization: Bearer %s" %s/api/v1/projects)
   Defender:  %s
   Data:      %s
-
+%s
 Press Ctrl-C to stop.
-`, creds.URL, creds.Username, creds.Password, creds.Token, creds.Token, creds.URL, tenant, m.Config.DataDir)
+`, creds.URL, creds.Username, creds.Password, creds.Token, creds.Token, creds.URL, tenant, m.Config.DataDir, acquiring)
 	<-ctx.Done()
 	return m.Close()
 }
@@ -132,24 +139,24 @@ func (m *Main) prepareDemo(ctx context.Context) (*demoCredentials, error) {
 
 // startDemoTenant starts the in-process Defender emulator, turns the Defender experiment on and
 // makes sure a ready connection points at the emulator (whose port changes at every start).
-func (m *Main) startDemoTenant(ctx context.Context, hosts int) (string, error) {
+func (m *Main) startDemoTenant(ctx context.Context, hosts int) (string, *defendersim.Sim, int64, error) {
 	sim, err := defendersim.Start(ctx, defendersim.Options{
 		Machines: hosts, Seed: 1, DataDir: filepath.Join(m.Config.DataDir, "defender-sim"),
 		Logger: m.Logger.With("part", "defender-sim"),
 	})
 	if err != nil {
-		return "", fmt.Errorf("demo: start the Defender emulator: %w", err)
+		return "", nil, 0, fmt.Errorf("demo: start the Defender emulator: %w", err)
 	}
 	m.closers = append(m.closers, sim.Close)
 
 	if _, err := sqldb.NewExperimentService(m.DB).SetExperiment(ctx, quarry.ExperimentDefenderXDR, true); err != nil {
-		return "", fmt.Errorf("demo: turn on %s: %w", quarry.ExperimentDefenderXDR, err)
+		return "", nil, 0, fmt.Errorf("demo: turn on %s: %w", quarry.ExperimentDefenderXDR, err)
 	}
 	app := sim.DefaultApp()
 	provider := "defender"
 	conns, _, err := m.Integrations.Connections.FindConnections(ctx, quarry.ConnectionFilter{Provider: &provider, Limit: 1000})
 	if err != nil {
-		return "", err
+		return "", nil, 0, err
 	}
 	for _, c := range conns {
 		if c.Name != demoConnection {
@@ -157,22 +164,68 @@ func (m *Main) startDemoTenant(ctx context.Context, hosts int) (string, error) {
 		}
 		api, authority, ca := sim.APIURL(), sim.AuthorityURL(), string(sim.CACertPEM())
 		if _, err := m.Integrations.Connections.UpdateConnection(ctx, c.ID, quarry.ConnectionUpdate{APIURL: &api, AuthorityURL: &authority, CACertPEM: &ca}); err != nil {
-			return "", fmt.Errorf("demo: update the emulator connection: %w", err)
+			return "", nil, 0, fmt.Errorf("demo: update the emulator connection: %w", err)
 		}
 		if _, _, err := m.Integrations.RotateSecret(ctx, c.ID, app.ClientSecret); err != nil {
-			return "", fmt.Errorf("demo: check the emulator connection: %w", err)
+			return "", nil, 0, fmt.Errorf("demo: check the emulator connection: %w", err)
 		}
-		return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), nil
+		return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), sim, c.ID, nil
 	}
-	_, res, err := m.Integrations.Create(ctx, integration.NewConnection{
+	c, res, err := m.Integrations.Create(ctx, integration.NewConnection{
 		Provider: provider, Name: demoConnection, TenantID: app.TenantID, ClientID: app.ClientID, ClientSecret: app.ClientSecret,
 		Cloud: "custom", APIURL: sim.APIURL(), AuthorityURL: sim.AuthorityURL(), CACertPEM: string(sim.CACertPEM()),
 	})
 	if err != nil {
-		return "", fmt.Errorf("demo: add the emulator connection: %w", err)
+		return "", nil, 0, fmt.Errorf("demo: add the emulator connection: %w", err)
 	}
 	if !res.OK {
-		return "", fmt.Errorf("demo: the emulator connection failed its check: %s", res.Message)
+		return "", nil, 0, fmt.Errorf("demo: the emulator connection failed its check: %s", res.Message)
 	}
-	return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), nil
+	return fmt.Sprintf("%d emulated hosts at %s (connection %q)", hosts, sim.APIURL(), demoConnection), sim, c.ID, nil
+}
+
+// firstDemoAcquisitions acquires up to n online hosts of the emulated tenant into the demo
+// project when it has no acquisitions yet (a first run), the compromised ones first, so that a
+// newcomer finds timelines with something to find within a minute or two.
+func (m *Main) firstDemoAcquisitions(ctx context.Context, sim *defendersim.Sim, connID int64, n int) (string, error) {
+	if n == 0 {
+		return "", nil
+	}
+	projects, _, err := sqldb.NewProjectService(m.DB).FindProjects(ctx, quarry.ProjectFilter{Limit: 1})
+	if err != nil || len(projects) == 0 {
+		return "", err
+	}
+	p := projects[0]
+	if _, total, err := sqldb.NewAcquisitionService(m.DB).FindAcquisitions(ctx, quarry.AcquisitionFilter{ProjectID: &p.ID, Limit: 1}); err != nil || total > 0 {
+		return "", err
+	}
+	compromised := map[string]bool{}
+	for _, id := range sim.Compromised() {
+		compromised[id] = true
+	}
+	var first, rest []string
+	for _, mc := range sim.Machines() {
+		if mc.HealthStatus != "Active" {
+			continue
+		}
+		if compromised[mc.ID] {
+			first = append(first, mc.ID)
+		} else {
+			rest = append(rest, mc.ID)
+		}
+	}
+	ids := append(first, rest...)
+	ids = ids[:min(n, len(ids))]
+	if len(ids) == 0 {
+		return "", nil
+	}
+	if _, err := m.Scheduler.Acquire(ctx, p.ID, connID, ids, "light", false); err != nil {
+		return "", fmt.Errorf("demo: acquire the first hosts: %w", err)
+	}
+	e := quarry.NewAuditEntry(ctx, "acquisition.create", "project", strconv.FormatInt(p.ID, 10))
+	e.Details = map[string]any{"connection_id": connID, "host_ids": ids, "profile": "light", "by": "demo"}
+	if err := sqldb.NewAuditService(m.DB).RecordAudit(ctx, e); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("  Acquiring: %d hosts into %q; their timelines fill in as their packages arrive.\n", len(ids), p.Name), nil
 }

@@ -90,6 +90,15 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(exp.raw, `"enabled":true`) {
 				t.Fatalf("demo did not turn the Defender experiment on: %s", exp.raw)
 			}
+			if run == 1 {
+				// A first run acquires a few hosts by itself, and their timelines fill in.
+				if !strings.Contains(out, "Acquiring: 4 hosts") {
+					t.Fatalf("the first run acquires no hosts:\n%s", out)
+				}
+				demoTimeline(t, ts, tok[1])
+			} else if strings.Contains(out, "Acquiring:") {
+				t.Fatalf("a second run acquires again:\n%s", out)
+			}
 			if run == 2 {
 				// The whole flow works out of the box: acquire an emulated Linux and Windows host.
 				acquireOneDemoHost(t, ts, tok[1], id, "linux")
@@ -137,5 +146,53 @@ func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int, 
 			t.Fatalf("demo acquisition still %v", a.body["state"])
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// demoTimeline waits until the demo's own first acquisitions are completed (collected, received
+// and processed) and checks that every one of their hosts has events on the timeline, Windows
+// hosts event log records among them.
+func demoTimeline(t *testing.T, ts *testServer, token string) {
+	t.Helper()
+	projects := ts.do(t, "GET", "/api/v1/projects", token, nil)
+	pid := int(projects.body["projects"].([]any)[0].(map[string]any)["id"].(float64))
+	deadline := time.Now().Add(4 * time.Minute) // a bound against a hang, not a speed target
+	var list []any
+	for {
+		r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?per_page=100", pid), token, nil)
+		list, _ = r.body["acquisitions"].([]any)
+		done := len(list) == 4
+		for _, a := range list {
+			switch st := a.(map[string]any)["state"]; st {
+			case "completed":
+			case "failed", "cancelled", "expired":
+				t.Fatalf("a demo acquisition ended %v: %s", st, r.raw)
+			default:
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo's acquisitions are not completed: %s", r.raw)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, a := range list {
+		acq := a.(map[string]any)
+		host := acq["host_name"].(string)
+		r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/events?host=%s&limit=1", pid, host), token, nil)
+		if r.status != 200 || r.body["total"].(float64) == 0 {
+			t.Errorf("no events for demo host %s: %d %.300s", host, r.status, r.raw)
+		}
+		ev := ts.do(t, "GET", fmt.Sprintf("/api/v1/evidence/%d", int(acq["evidence_id"].(float64))), token, nil)
+		if ev.body["manifest"].(map[string]any)["os"] != "windows" {
+			continue
+		}
+		r = ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/events?host=%s&q=source:evtx&limit=1", pid, host), token, nil)
+		if r.status != 200 || r.body["total"].(float64) == 0 {
+			t.Errorf("Windows host %s has no event log records on the timeline: %d %.300s", host, r.status, r.raw)
+		}
 	}
 }

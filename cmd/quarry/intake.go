@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/collectorbin"
+	"github.com/quarry-dfir/quarry/fsaccess/archive"
 	"github.com/quarry-dfir/quarry/intake"
+	"github.com/quarry-dfir/quarry/processing"
 	"github.com/quarry-dfir/quarry/sqldb"
 )
 
@@ -14,11 +18,27 @@ import (
 // must exist: intake answers errors through it). Partial uploads live under <data>/uploads.
 func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.AuditService) error {
 	acquisitions, evidence := sqldb.NewAcquisitionService(m.DB), sqldb.NewEvidenceService(m.DB)
+	// Processing turns received packages into timeline events; intake hands it each package.
+	// Tar streams are unpacked under <data>/tmp while they are processed.
+	tmp := filepath.Join(m.Config.DataDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("create the processing folder: %w", err)
+	}
+	proc, err := processing.New(processing.Config{
+		Evidence: evidence, Acquisitions: acquisitions, Events: sqldb.NewEventService(m.DB), Audit: audit, Bucket: m.Blobs,
+		Lock:    m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
+		Archive: archive.Limits{TempDir: tmp},
+		Logger:  m.Logger.With("part", "processing"),
+	})
+	if err != nil {
+		return err
+	}
+	m.Processing = proc
 	svc, err := intake.New(intake.Config{
 		Acquisitions: acquisitions, Evidence: evidence, Tokens: sqldb.NewUploadTokenService(m.DB), Enrol: sqldb.NewEnrolTokenService(m.DB), Audit: audit,
 		Bucket: m.Blobs, BlobURL: blobURL, UploadDir: filepath.Join(m.Config.DataDir, "uploads"),
 		PublicURL: m.Config.PublicURL, MaxUploadBytes: m.Config.MaxUploadBytes, Logger: m.Logger.With("part", "intake"),
-		WriteError: m.HTTP.WriteAPIError, ClientIP: m.HTTP.ClientIP,
+		WriteError: m.HTTP.WriteAPIError, ClientIP: m.HTTP.ClientIP, OnReceived: proc.OnReceived,
 	})
 	if err != nil {
 		return err
@@ -31,6 +51,6 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	m.Intake = svc
 	m.Collectors = collectorbin.New(filepath.Join(m.Config.DataDir, "collector"), m.Config.CollectorDir, Version, m.Logger.With("part", "collectorbin"))
 	m.HTTP.CollectorDownloads = m.Collectors.Handler(svc.AuthorizeEnrolToken)
-	m.HTTP.Intake, m.HTTP.Acquisitions, m.HTTP.Evidence = svc, acquisitions, evidence
+	m.HTTP.Intake, m.HTTP.Acquisitions, m.HTTP.Evidence, m.HTTP.Reprocessor = svc, acquisitions, evidence, proc
 	return nil
 }

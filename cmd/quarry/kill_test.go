@@ -79,9 +79,9 @@ func waitHealthy(t *testing.T, base string, c *child) {
 // TestAcquireKillRestart is issue #6's end-to-end run: 100 hosts of which 10 are offline are
 // acquired at once through the emulator by a real `quarry serve` process, which is killed
 // (SIGKILL, nothing flushed) while acquisitions launch, collect and upload, and started again
-// on the same database. Every online host ends received with one evidence item, the offline
-// ones wait in offline_pending, and the emulator saw no limit broken and no second session on
-// a device. Both sides run 20 times faster than Defender so that 90 launches at 10 a minute
+// on the same database. Every online host ends completed (received, and processed into the
+// timeline) with one evidence item, the offline ones wait in offline_pending, and the emulator
+// saw no limit broken and no second session on a device. Both sides run 20 times faster than Defender so that 90 launches at 10 a minute
 // take half a minute.
 func TestAcquireKillRestart(t *testing.T) {
 	if testing.Short() {
@@ -162,7 +162,7 @@ func TestAcquireKillRestart(t *testing.T) {
 	}
 	states := func() string {
 		var b strings.Builder
-		for _, st := range []string{"queued", "waiting_for_slot", "offline_pending", "launching", "collecting", "uploading", "received", "failed", "expired", "cancelled"} {
+		for _, st := range []string{"queued", "waiting_for_slot", "offline_pending", "launching", "collecting", "uploading", "received", "processing", "completed", "failed", "expired", "cancelled"} {
 			fmt.Fprintf(&b, "%s=%d ", st, count(st))
 		}
 		return b.String()
@@ -171,7 +171,8 @@ func TestAcquireKillRestart(t *testing.T) {
 	// Kill it while the run is in full flight: some received, and (when it can be caught within
 	// a few seconds) a launch in progress, whose Live Response call may or may not have gone out.
 	deadline := time.Now().Add(5 * time.Minute) // bounds against a hang, not speed targets
-	for count("received") < 20 {
+	arrived := func() int { return count("received") + count("processing") + count("completed") }
+	for arrived() < 20 {
 		if time.Now().After(deadline) {
 			t.Fatalf("before the kill: %s\n%s", states(), srv.logs.String())
 		}
@@ -187,7 +188,9 @@ func TestAcquireKillRestart(t *testing.T) {
 	srv = startChild(t, serve...)
 	waitHealthy(t, ts.base, srv)
 	deadline = time.Now().Add(5 * time.Minute)
-	for count("received") < 90 || count("offline_pending") < 10 {
+	// Completed: received and processed into the timeline, also the packages whose processing
+	// the kill interrupted.
+	for count("completed") < 90 || count("offline_pending") < 10 {
 		if n := count("failed") + count("cancelled") + count("expired"); n > 0 || time.Now().After(deadline) {
 			r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?state=failed", pid), ts.admin, nil)
 			t.Fatalf("after the restart: %s\nfailed: %s\nwarnings and errors, before the kill:\n%s\nafter it:\n%s\nlog tail:\n%s",
@@ -204,6 +207,9 @@ func TestAcquireKillRestart(t *testing.T) {
 	}
 	if ev := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/evidence", pid), ts.admin, nil); ev.body["total"] != float64(90) {
 		t.Errorf("evidence items = %v, want 90", ev.body["total"])
+	}
+	if ev := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/events?limit=1", pid), ts.admin, nil); ev.status != 200 || ev.body["total"].(float64) == 0 {
+		t.Errorf("no events on the timeline: %d %.300s", ev.status, ev.raw)
 	}
 	st := sim.Stats()
 	t.Logf("emulator: %+v", st)

@@ -87,6 +87,12 @@ func (ts *testServer) do(t *testing.T, method, path, token string, body any) res
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return ts.send(t, req)
+}
+
+// send does req and reads its answer.
+func (ts *testServer) send(t *testing.T, req *http.Request) resp {
+	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
