@@ -446,6 +446,17 @@ func finite(f float64) (num, bool) {
 	return num{kind: numFloat, f: f}, true
 }
 
+// Number reads s as Match reads a number and returns its float64 value: Match compares two
+// numbers as float64 unless both are integers, and integers that are equal have one float64.
+// A store that compiles queries (sqldb) uses it to agree with Match on what a number is.
+func Number(s string) (float64, bool) {
+	n, ok := parseNumber(s)
+	if !ok {
+		return 0, false
+	}
+	return n.float(), true
+}
+
 // parseNumber accepts decimal integers and floats (1, -4, 2.5, 1e3); not hex, not "inf" or "nan",
 // so that text such as "nan" or "0x10" stays text.
 func parseNumber(s string) (num, bool) {

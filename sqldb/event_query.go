@@ -573,35 +573,10 @@ func canonicalNumber(n num) string {
 // two numbers as float64 unless both are integers, and integers that are equal have one float64.
 type num struct{ f float64 }
 
-// parseNumber accepts what query.Match's parseNumber accepts.
+// parseNumber accepts what query.Match accepts as a number.
 func parseNumber(s string) (num, bool) {
-	if s == "" || len(s) > 64 {
-		return num{}, false
-	}
-	digit := false
-	for _, r := range s {
-		switch {
-		case r >= '0' && r <= '9':
-			digit = true
-		case r == '+' || r == '-' || r == '.' || r == 'e' || r == 'E':
-		default:
-			return num{}, false
-		}
-	}
-	if !digit {
-		return num{}, false
-	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return num{float64(i)}, true
-	}
-	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
-		return num{float64(u)}, true
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != f {
-		return num{}, false
-	}
-	return num{f}, true
+	f, ok := query.Number(s)
+	return num{f}, ok
 }
 
 // parseTime reads a time as query.Match does: a date (the whole UTC day) or RFC 3339, or without
