@@ -73,8 +73,13 @@ type Config struct {
 	// Jobs are cancelled after at most half of it (and a minute), so that a slow job is never
 	// run twice at once.
 	RescueAfter time.Duration
-	// MaxWorkers bounds how many jobs run at once in this process; default DefaultMaxWorkers.
+	// MaxWorkers bounds how many jobs of the default queue run at once in this process;
+	// default DefaultMaxWorkers.
 	MaxWorkers int
+	// Queues are further queues and how many of their jobs run at once in this process: work
+	// that takes long (processing a package) gets its own, so that it never holds every worker
+	// while short jobs (launches, watches) wait.
+	Queues map[string]int
 	// PollInterval is how often River looks for new jobs when it is not told of them (always
 	// on SQLite, which has no LISTEN/NOTIFY); zero means River's default of one second.
 	PollInterval time.Duration
@@ -157,11 +162,18 @@ func New(db *sqldb.DB, cfg Config) (*Runner, error) {
 			func() (river.JobArgs, *river.InsertOpts) { return CheckConnectionsArgs{}, nil },
 			&river.PeriodicJobOpts{ID: CheckConnectionsArgs{}.Kind()}))
 	}
+	queues := map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
+	for name, n := range cfg.Queues {
+		if name == river.QueueDefault || n <= 0 {
+			return nil, fmt.Errorf("jobs: queue %q needs its own name and at least one worker", name)
+		}
+		queues[name] = river.QueueConfig{MaxWorkers: n}
+	}
 	rc := &river.Config{
 		FetchPollInterval: cfg.PollInterval,
 		Logger:            cfg.Logger,
 		PeriodicJobs:      periodic,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}},
+		Queues:            queues,
 		Schema:            db.Schema(),
 		Workers:           cfg.Workers,
 		TestOnly:          cfg.TestOnly,

@@ -297,6 +297,11 @@ func TestNewErrors(t *testing.T) {
 	if _, err := jobs.New(db, jobs.Config{ExpireEvery: -time.Second}); err == nil {
 		t.Error("New with a negative ExpireEvery succeeded")
 	}
+	for _, q := range []map[string]int{{river.QueueDefault: 2}, {"processing": 0}} {
+		if _, err := jobs.New(db, jobs.Config{Queues: q}); err == nil {
+			t.Errorf("New with queues %v succeeded", q)
+		}
+	}
 }
 
 type auditArgs struct{ N int }

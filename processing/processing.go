@@ -31,7 +31,10 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultBatchSize     = 5000
+	// DefaultBatchSize keeps each insert short: on SQLite every writer waits for it.
+	DefaultBatchSize = 2000
+	// DefaultWorkers is how many packages one server processes at once (Config.Workers).
+	DefaultWorkers       = 2
 	DefaultProgressEvery = time.Second
 	DefaultSweepEvery    = time.Minute
 	DefaultMaxProblems   = 200
@@ -62,6 +65,9 @@ type Config struct {
 	MaxProblems   int           // problems kept in the report (all are counted); default DefaultMaxProblems
 	MaxGzSize     int64         // bytes a rotated .gz log may expand to; default DefaultMaxGzSize
 	JobTimeout    time.Duration // default DefaultJobTimeout
+	// Workers is how many packages this server processes at once, in River's queue Queue;
+	// default DefaultWorkers. They run beside the other jobs, never instead of them.
+	Workers int
 	// Archive bounds what a foreign archive (KAPE, Velociraptor, UAC) may expand to; its TempDir
 	// holds a tar's expanded files for the length of a run.
 	Archive archive.Limits
@@ -77,6 +83,8 @@ type Processor struct {
 	mu      sync.Mutex
 	client  jobs.Client
 	running map[int64]*evidenceLock // per evidence: one run at a time in this process
+	started time.Time               // when this processor was made: runs begun earlier are another process's
+	revived map[int64]bool          // evidence whose dead run this process queued again
 }
 
 type evidenceLock struct {
@@ -95,7 +103,8 @@ func New(cfg Config) (*Processor, error) {
 	cfg.MaxProblems = cmp.Or(cfg.MaxProblems, DefaultMaxProblems)
 	cfg.MaxGzSize = cmp.Or(cfg.MaxGzSize, DefaultMaxGzSize)
 	cfg.JobTimeout = cmp.Or(cfg.JobTimeout, DefaultJobTimeout)
-	if cfg.BatchSize < 0 || cfg.ProgressEvery < 0 || cfg.SweepEvery < 0 || cfg.MaxProblems < 0 || cfg.MaxGzSize < 0 || cfg.JobTimeout < 0 {
+	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
+	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.ProgressEvery < 0 || cfg.SweepEvery < 0 || cfg.MaxProblems < 0 || cfg.MaxGzSize < 0 || cfg.JobTimeout < 0 {
 		return nil, errors.New("processing: negative size or duration in config")
 	}
 	if cfg.Routes == nil {
@@ -111,8 +120,15 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Processor{cfg: cfg, running: map[int64]*evidenceLock{}}, nil
+	return &Processor{cfg: cfg, running: map[int64]*evidenceLock{}, started: cfg.Now(), revived: map[int64]bool{}}, nil
 }
+
+// Queue is River's queue of processing jobs (see Queues).
+const Queue = "processing"
+
+// Queues is what jobs.Config.Queues needs for processing: its own queue, so that packages
+// being processed never take the workers that launches and watches need.
+func (p *Processor) Queues() map[string]int { return map[string]int{Queue: p.cfg.Workers} }
 
 // ProcessArgs processes one evidence item.
 type ProcessArgs struct {
@@ -131,7 +147,7 @@ func (ProcessArgs) Kind() string { return "evidence_process" }
 // Errors (the database or the blob store away) are retried a few times; what is wrong with the
 // package itself fails the evidence, not the job.
 func (ProcessArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
 		rivertype.JobStateRunning, rivertype.JobStateScheduled,
 	}}}
@@ -266,6 +282,10 @@ func (p *Processor) audit(ctx context.Context, e *quarry.AuditEntry) {
 // Sweep queues every evidence item whose acquisition is still "received": its job was never
 // queued (the server stopped between receipt and queuing) or was lost.
 func (p *Processor) Sweep(ctx context.Context) error {
+	return errors.Join(p.sweepReceived(ctx), p.sweepDead(ctx))
+}
+
+func (p *Processor) sweepReceived(ctx context.Context) error {
 	state := quarry.AcquisitionReceived
 	var errs []error
 	for off := 0; ; {
@@ -286,6 +306,60 @@ func (p *Processor) Sweep(ctx context.Context) error {
 				continue
 			}
 			if err := p.Enqueue(ctx, e.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		off += len(list)
+		if len(list) == 0 || off >= total {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweepDead queues again, once per process, the evidence whose run a dead server left in
+// "processing": River holds such a job as running until its timeout (hours) has passed, and
+// nothing else would pick the package up. A run this process did not start, and that began
+// before this process, may still be alive on another server sharing the database: the new job
+// then waits on Config.Lock until that run ends, finds the evidence processed, and stops.
+func (p *Processor) sweepDead(ctx context.Context) error {
+	state := quarry.AcquisitionProcessing
+	var errs []error
+	for off := 0; ; {
+		list, total, err := p.cfg.Acquisitions.FindAcquisitions(ctx, quarry.AcquisitionFilter{State: &state, Offset: off, Limit: 100})
+		if err != nil {
+			return fmt.Errorf("processing: sweep: %w", err)
+		}
+		for _, a := range list {
+			if a.EvidenceID == nil {
+				continue
+			}
+			id := *a.EvidenceID
+			p.mu.Lock()
+			skip := p.running[id] != nil || p.revived[id]
+			p.mu.Unlock()
+			if skip {
+				continue
+			}
+			e, err := p.cfg.Evidence.FindEvidenceByID(ctx, id)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if e.State != quarry.EvidenceProcessing || e.Processing == nil || !e.Processing.StartedAt.Before(p.started) {
+				continue
+			}
+			p.mu.Lock()
+			c := p.client
+			if c != nil {
+				p.revived[id] = true
+			}
+			p.mu.Unlock()
+			if c == nil {
+				continue
+			}
+			p.cfg.Logger.Warn("processing: a run that began before this server started is queued again", "evidence", id, "started_at", e.Processing.StartedAt)
+			if err := p.insert(ctx, c, ProcessArgs{EvidenceID: id, Run: p.cfg.Now().UnixNano()}); err != nil {
 				errs = append(errs, err)
 			}
 		}

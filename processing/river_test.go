@@ -22,7 +22,7 @@ func startRunner(t *testing.T, db *sqldb.DB, p *processing.Processor, noStart bo
 	workers := river.NewWorkers()
 	periodic := p.Register(workers)
 	r, err := jobs.New(db, jobs.Config{Logger: slog.New(slog.DiscardHandler), Workers: workers, PeriodicJobs: periodic,
-		TestOnly: true, PollInterval: 20 * time.Millisecond})
+		Queues: p.Queues(), TestOnly: true, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,4 +103,46 @@ func TestEnqueueUnique(t *testing.T) {
 	if len(res.Jobs) != 2 {
 		t.Errorf("%d jobs queued for evidence 42, 42, 43; want 2", len(res.Jobs))
 	}
+}
+
+// TestDeadRunRevived: a server that died while processing leaves the evidence in "processing"
+// and its River job counted as running for hours (the job's timeout); the next server's sweep
+// queues it again, once, and the run starts from nothing: what the dead run wrote goes.
+func TestDeadRunRevived(t *testing.T) {
+	pkg, _ := collect(t, hostRoot(t))
+	sqldbtest.Dialects(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, processing.Config{})
+		fresh := e.receive(pkg)
+		dead := e.receive(pkg)
+		// What the dead server left: the states of a run under way, and half its events.
+		if _, err := e.acq.TransitionAcquisition(ctx, dead.AcquisitionID, quarry.AcquisitionTransition{State: quarry.AcquisitionProcessing}); err != nil {
+			t.Fatal(err)
+		}
+		err := e.ev.UpdateEvidenceProcessing(ctx, dead.ID, quarry.EvidenceProcessing,
+			&quarry.ProcessingReport{Stage: quarry.StageParsing, StartedAt: time.Now().Add(-time.Hour).UTC(), FilesTotal: 30, FilesDone: 12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := &quarry.Event{ProjectID: e.pid, EvidenceID: dead.ID, Timestamp: time.Now().UTC(), Source: "syslog", Host: "web-03.example", Message: "written by the dead run"}
+		if err := e.events.InsertEvents(ctx, []*quarry.Event{half}); err != nil {
+			t.Fatal(err)
+		}
+
+		startRunner(t, db, e.proc, false)
+		waitState(t, e, fresh.ID, quarry.EvidenceProcessed)
+		got := waitState(t, e, dead.ID, quarry.EvidenceProcessed)
+		if got.Processing.Stage != quarry.StageDone {
+			t.Errorf("revived run's report: %+v", got.Processing)
+		}
+		if a, b := e.count(fresh.ID), e.count(dead.ID); a != b || a == 0 {
+			t.Errorf("the revived run gave %d events, a fresh one %d", b, a)
+		}
+		if left := e.find(dead.ID, "syslog", "dead"); len(left) != 0 {
+			t.Errorf("the dead run's events are still there: %v", left[0].Message)
+		}
+		if a, err := e.acq.FindAcquisitionByID(ctx, dead.AcquisitionID); err != nil || a.State != quarry.AcquisitionCompleted {
+			t.Errorf("acquisition after the revived run = %v, %v", a, err)
+		}
+	})
 }

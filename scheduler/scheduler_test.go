@@ -434,13 +434,16 @@ func TestHostBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := client.PutScript(ctx, xdr.Script{Name: "analyst.sh", Content: []byte("#!/bin/bash\nsleep 5\n")}); err != nil {
+	// The analyst's session lasts until the test ends it: however long the launch takes to get
+	// there (the first one may build quarry-host), it finds the device held.
+	if err := client.PutScript(ctx, xdr.Script{Name: "analyst.sh", Content: []byte("#!/bin/bash\nsleep 300\n")}); err != nil {
 		t.Fatal(err)
 	}
 	other, err := client.RunScript(ctx, host, xdr.ScriptRun{Script: "analyst.sh", Comment: "analyst at work"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer client.CancelAction(context.WithoutCancel(ctx), other.ID, "test over")
 	list, err := e.sched.Acquire(ctx, e.project.ID, e.conn.ID, []string{host}, "triage", false)
 	if err != nil {
 		t.Fatal(err)

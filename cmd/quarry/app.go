@@ -161,6 +161,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
 		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
 		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic, RescueAfter: cfg.JobRescueAfter,
+		Queues: m.Processing.Queues(),
 	}); err != nil {
 		return err
 	}

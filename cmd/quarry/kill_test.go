@@ -156,7 +156,7 @@ func TestAcquireKillRestart(t *testing.T) {
 	count := func(state string) int {
 		r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?state=%s&per_page=1", pid, state), ts.admin, nil)
 		if r.status != 200 {
-			t.Fatalf("list acquisitions = %d %s", r.status, r.raw)
+			t.Fatalf("list acquisitions = %d %s\nwarnings and errors of the server:\n%s", r.status, r.raw, problems(srv.logs.String()))
 		}
 		return int(r.body["total"].(float64))
 	}
