@@ -149,21 +149,26 @@ func TestGolden(t *testing.T) {
 			}
 			in := Input{Path: "pkg/" + filepath.Base(tc.file), HostPath: tc.hostPath, Host: "host1", ModTime: tc.mod, TZ: tc.tz}
 			evs, st := runParser(t, p, in, data)
-			got := goldenLines(t, evs, st)
-			golden := filepath.Join("testdata", "golden", tc.name+".jsonl")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s output differs from %s:\n got:\n%s\nwant:\n%s", tc.parser, golden, got, want)
-			}
+			checkGolden(t, tc.name, goldenLines(t, evs, st))
 		})
+	}
+}
+
+// checkGolden compares got with testdata/golden/<name>.jsonl, or writes it there with -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", "golden", name+".jsonl")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s:\n got:\n%s\nwant:\n%s", golden, got, want)
 	}
 }

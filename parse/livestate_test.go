@@ -1,7 +1,6 @@
 package parse
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,21 +38,7 @@ func TestLiveStateGolden(t *testing.T) {
 				t.Errorf("Sniff(%s) = %q, %v; want livestate", tc.path, got.Name, ok)
 			}
 			evs, st := runParser(t, p, in, data)
-			got := goldenLines(t, evs, st)
-			golden := filepath.Join("testdata", "golden", tc.name+".jsonl")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("livestate output differs from %s:\n got:\n%s\nwant:\n%s", golden, got, want)
-			}
+			checkGolden(t, tc.name, goldenLines(t, evs, st))
 		})
 	}
 }

@@ -153,7 +153,7 @@ func (ProcessArgs) InsertOpts() river.InsertOpts {
 	}}}
 }
 
-// SweepArgs is the periodic look for received evidence that has no job.
+// SweepArgs is the periodic look for evidence that no job will process (see Sweep).
 type SweepArgs struct{}
 
 // Kind is River's name for the job.
@@ -279,42 +279,22 @@ func (p *Processor) audit(ctx context.Context, e *quarry.AuditEntry) {
 	}
 }
 
-// Sweep queues every evidence item whose acquisition is still "received": its job was never
-// queued (the server stopped between receipt and queuing) or was lost.
+// Sweep queues every evidence item whose acquisition is still "received" (its job was never
+// queued: the server stopped between receipt and queuing, or it was lost), and once the runs
+// that a dead server left in "processing".
 func (p *Processor) Sweep(ctx context.Context) error {
 	return errors.Join(p.sweepReceived(ctx), p.sweepDead(ctx))
 }
 
+// sweepReceived queues the evidence of acquisitions still in "received".
 func (p *Processor) sweepReceived(ctx context.Context) error {
-	state := quarry.AcquisitionReceived
-	var errs []error
-	for off := 0; ; {
-		list, total, err := p.cfg.Acquisitions.FindAcquisitions(ctx, quarry.AcquisitionFilter{State: &state, Offset: off, Limit: 100})
-		if err != nil {
-			return fmt.Errorf("processing: sweep: %w", err)
+	return p.eachEvidence(ctx, quarry.AcquisitionReceived, func(id int64) error {
+		e, err := p.cfg.Evidence.FindEvidenceByID(ctx, id)
+		if err != nil || e.State != quarry.EvidenceReceived {
+			return err
 		}
-		for _, a := range list {
-			if a.EvidenceID == nil {
-				continue
-			}
-			e, err := p.cfg.Evidence.FindEvidenceByID(ctx, *a.EvidenceID)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if e.State != quarry.EvidenceReceived {
-				continue
-			}
-			if err := p.Enqueue(ctx, e.ID); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		off += len(list)
-		if len(list) == 0 || off >= total {
-			break
-		}
-	}
-	return errors.Join(errs...)
+		return p.Enqueue(ctx, e.ID)
+	})
 }
 
 // sweepDead queues again, once per process, the evidence whose run a dead server left in
@@ -323,7 +303,28 @@ func (p *Processor) sweepReceived(ctx context.Context) error {
 // before this process, may still be alive on another server sharing the database: the new job
 // then waits on Config.Lock until that run ends, finds the evidence processed, and stops.
 func (p *Processor) sweepDead(ctx context.Context) error {
-	state := quarry.AcquisitionProcessing
+	return p.eachEvidence(ctx, quarry.AcquisitionProcessing, func(id int64) error {
+		p.mu.Lock()
+		skip := p.running[id] != nil || p.revived[id] || p.client == nil
+		p.mu.Unlock()
+		if skip {
+			return nil
+		}
+		e, err := p.cfg.Evidence.FindEvidenceByID(ctx, id)
+		if err != nil || e.State != quarry.EvidenceProcessing || e.Processing == nil || !e.Processing.StartedAt.Before(p.started) {
+			return err
+		}
+		p.mu.Lock()
+		c := p.client
+		p.revived[id] = true
+		p.mu.Unlock()
+		p.cfg.Logger.Warn("processing: a run that began before this server started is queued again", "evidence", id, "started_at", e.Processing.StartedAt)
+		return p.insert(ctx, c, ProcessArgs{EvidenceID: id, Run: p.cfg.Now().UnixNano()})
+	})
+}
+
+// eachEvidence calls fn with the evidence of every acquisition in state, and joins its errors.
+func (p *Processor) eachEvidence(ctx context.Context, state string, fn func(evidenceID int64) error) error {
 	var errs []error
 	for off := 0; ; {
 		list, total, err := p.cfg.Acquisitions.FindAcquisitions(ctx, quarry.AcquisitionFilter{State: &state, Offset: off, Limit: 100})
@@ -331,44 +332,17 @@ func (p *Processor) sweepDead(ctx context.Context) error {
 			return fmt.Errorf("processing: sweep: %w", err)
 		}
 		for _, a := range list {
-			if a.EvidenceID == nil {
-				continue
-			}
-			id := *a.EvidenceID
-			p.mu.Lock()
-			skip := p.running[id] != nil || p.revived[id]
-			p.mu.Unlock()
-			if skip {
-				continue
-			}
-			e, err := p.cfg.Evidence.FindEvidenceByID(ctx, id)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if e.State != quarry.EvidenceProcessing || e.Processing == nil || !e.Processing.StartedAt.Before(p.started) {
-				continue
-			}
-			p.mu.Lock()
-			c := p.client
-			if c != nil {
-				p.revived[id] = true
-			}
-			p.mu.Unlock()
-			if c == nil {
-				continue
-			}
-			p.cfg.Logger.Warn("processing: a run that began before this server started is queued again", "evidence", id, "started_at", e.Processing.StartedAt)
-			if err := p.insert(ctx, c, ProcessArgs{EvidenceID: id, Run: p.cfg.Now().UnixNano()}); err != nil {
-				errs = append(errs, err)
+			if a.EvidenceID != nil {
+				if err := fn(*a.EvidenceID); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		off += len(list)
 		if len(list) == 0 || off >= total {
-			break
+			return errors.Join(errs...)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // lock holds evidence id for one run: in this process always, across servers with Config.Lock.
