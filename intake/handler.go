@@ -87,8 +87,23 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody("too_large", tl.msg))
 		return
 	}
+	var ex *uploadExists
+	if errors.As(err, &ex) {
+		w.Header().Set("Location", ex.location)
+	}
 	s.cfg.WriteError(w, r, err)
 }
+
+// uploadExists answers a second creation with a token: 409 with the Location of the upload the
+// token made, so that a collector whose first creation's answer was lost (a cut connection, a
+// restarted server, its own timeout) resumes that upload instead of failing.
+type uploadExists struct {
+	location string
+	err      error
+}
+
+func (e *uploadExists) Error() string { return e.err.Error() }
+func (e *uploadExists) Unwrap() error { return e.err }
 
 func (s *Service) authenticate(r *http.Request) (*caller, error) {
 	secret := bearer(r)
@@ -180,7 +195,8 @@ func (s *Service) checkCreate(r *http.Request, c *caller) error {
 	}
 	if c.token.UploadID != "" {
 		if _, err := s.store.GetUpload(r.Context(), c.token.UploadID); err == nil {
-			return quarry.Errorf(quarry.ECONFLICT, "This token created upload %s already; resume it with HEAD and PATCH.", s.location(c.token.UploadID))
+			loc := s.location(c.token.UploadID)
+			return &uploadExists{loc, quarry.Errorf(quarry.ECONFLICT, "This token created upload %s already; resume it with HEAD and PATCH.", loc)}
 		}
 		// The upload it created is gone (stored and cleaned up, or never written): the
 		// acquisition's state below decides whether another is welcome.
@@ -240,8 +256,13 @@ func (s *Service) preCreate(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileIn
 	}
 	ctx := context.WithoutCancel(hook.Context)
 	if err := s.cfg.Tokens.BindUploadTokenUpload(ctx, c.token.ID, c.token.UploadID, c.uploadID); err != nil {
-		// Another creation with this token won the race.
-		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_UPLOAD_EXISTS", "this token created an upload already", http.StatusConflict)
+		// Another creation with this token won the race (the collector retried while its first
+		// request was still being answered): point at that upload, as checkCreate does.
+		e := tusd.NewError("ERR_UPLOAD_EXISTS", "this token created an upload already", http.StatusConflict)
+		if t, err := s.cfg.Tokens.FindUploadTokenByHash(ctx, c.token.Hash); err == nil && t.UploadID != "" {
+			e.HTTPResponse.Header["Location"] = s.location(t.UploadID)
+		}
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, e
 	}
 	if _, err := s.cfg.Acquisitions.TransitionAcquisition(ctx, c.token.AcquisitionID, quarry.AcquisitionTransition{State: quarry.AcquisitionUploading}); err != nil {
 		s.cfg.Logger.Warn("intake: acquisition not moved to uploading", "acquisition", c.token.AcquisitionID, "err", err)

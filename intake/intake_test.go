@@ -350,6 +350,59 @@ func TestUpload(t *testing.T) {
 				t.Fatalf("partial uploads left after the verdict: %v", left)
 			}
 		})
+		t.Run("CreateAnswerLost", func(t *testing.T) {
+			// A collector whose creation's answer never came (a cut connection, a restarted
+			// server) creates again: it is told where its upload is, and finishes it there.
+			acq, tok := e.manual("web01")
+			pkg, sum := makePackage(t, "web01", 50_000, 7)
+			loc := e.create(tok, len(pkg), metadata(sum, acq))
+			resp, body := e.do("POST", intake.BasePath, tok, map[string]string{"Upload-Length": strconv.Itoa(len(pkg)), "Upload-Metadata": metadata(sum, acq)}, nil)
+			if got, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusConflict || got == nil || got.Path != loc {
+				t.Fatalf("second creation = %s Location %q, want 409 naming %s\n%s", resp.Status, resp.Header.Get("Location"), loc, body)
+			}
+			if r := e.patch(tok, loc, 0, pkg); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("PATCH at the named upload = %s", r.Status)
+			}
+			e.checkReceived(acq, tok, pkg, sum)
+
+			// Creations racing each other (a retry while the first is still answered): one
+			// wins, and every other is pointed at the winner.
+			acq, tok = e.manual("web02")
+			var wg sync.WaitGroup
+			codes, locs := make([]int, 6), make([]string, 6)
+			for i := range codes {
+				wg.Go(func() {
+					req, _ := http.NewRequest("POST", e.srv.URL+intake.BasePath, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					req.Header.Set("Tus-Resumable", "1.0.0")
+					req.Header.Set("Upload-Length", strconv.Itoa(len(pkg)))
+					req.Header.Set("Upload-Metadata", metadata(sum, acq))
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						resp.Body.Close()
+						codes[i] = resp.StatusCode
+						if u, err := url.Parse(resp.Header.Get("Location")); err == nil {
+							locs[i] = u.Path
+						}
+					}
+				})
+			}
+			wg.Wait()
+			winner := ""
+			for i, c := range codes {
+				if c == http.StatusCreated {
+					if winner != "" {
+						t.Fatalf("two creations won: %v", codes)
+					}
+					winner = locs[i]
+				}
+			}
+			for i, c := range codes {
+				if c != http.StatusCreated && (c != http.StatusConflict || locs[i] != winner) {
+					t.Errorf("racing creation %d = %d at %q, want 409 at the winner %q (all: %v %v)", i, c, locs[i], winner, codes, locs)
+				}
+			}
+		})
+
 		t.Run("CutMidway", func(t *testing.T) {
 			acq, tok := e.manual("web02")
 			pkg, sum := makePackage(t, "web02", 300_000, 2)

@@ -94,11 +94,12 @@ func (t *transfer) run(ctx context.Context) (Status, error) {
 	offset := int64(-1) // unknown: ask the server
 	best := int64(-1)
 	failures := 0
+	adopted := false // url is an upload the server named on a repeated creation
 	for {
 		var err error
 		switch {
 		case url == "":
-			if url, err = t.create(ctx); err == nil {
+			if url, adopted, err = t.create(ctx); err == nil && !adopted {
 				offset = 0
 			}
 		case offset < 0:
@@ -130,6 +131,10 @@ func (t *transfer) run(ctx context.Context) (Status, error) {
 		}
 		if ctx.Err() != nil {
 			return Status{}, fmt.Errorf("upload: %w (the upload continues from %s when started again)", ctx.Err(), StatePath(t.path))
+		}
+		if errors.Is(err, errGone) && adopted {
+			// The token's one upload holds another package: nothing this run sends can fit it.
+			return Status{}, fmt.Errorf("upload: the server holds another upload for this token, which this package cannot continue: %w", err)
 		}
 		if errors.Is(err, errGone) {
 			// A finished upload is moved into evidence by the server, so a restart after the last
@@ -202,14 +207,16 @@ func (t *transfer) saveState(url string) error {
 	return os.Rename(tmp.Name(), dst)
 }
 
-func (t *transfer) create(ctx context.Context) (string, error) {
+// create opens the upload and returns its URL. adopted tells that the server answered with the
+// upload this token made before (a creation whose answer was lost), whose offset is unknown.
+func (t *transfer) create(ctx context.Context) (url string, adopted bool, err error) {
 	u, err := t.c.resolve(UploadsPath)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
 	if err != nil {
-		return "", fmt.Errorf("create: %w", err)
+		return "", false, fmt.Errorf("create: %w", err)
 	}
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	meta := "filename " + b64(filepath.Base(t.path)) + ",sha256 " + b64(t.sum)
@@ -219,23 +226,33 @@ func (t *transfer) create(ctx context.Context) (string, error) {
 	req.Header.Set("Tus-Resumable", tusVersion)
 	req.Header.Set("Upload-Length", strconv.FormatInt(t.size, 10))
 	req.Header.Set("Upload-Metadata", meta)
-	resp, err := t.c.do(req, "create", http.StatusCreated)
+	resp, err := t.c.do(req, "create", http.StatusCreated, http.StatusConflict)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	resp.Body.Close()
 	loc := resp.Header.Get("Location")
+	if resp.StatusCode == http.StatusConflict {
+		// The token made its upload already: an earlier creation whose answer was lost. The
+		// server says where it is; resuming it (HEAD, then PATCH from its offset) loses nothing.
+		if loc == "" {
+			return "", false, &statusError{op: "create", status: resp.StatusCode, body: serverMessage(b)}
+		}
+		adopted = true
+		t.c.cfg.Logf("the server has this token's upload already; resuming it")
+	}
 	if loc == "" {
-		return "", errors.New("create: no Location in the answer")
+		return "", false, errors.New("create: no Location in the answer")
 	}
 	if loc, err = t.c.resolve(loc); err != nil {
-		return "", fmt.Errorf("create: %w", err)
+		return "", false, fmt.Errorf("create: %w", err)
 	}
 	if err := t.saveState(loc); err != nil {
 		// Without the state a restart starts over, which costs time but loses nothing.
 		t.c.cfg.Logf("cannot save resume state: %v", err)
 	}
-	return loc, nil
+	return loc, adopted, nil
 }
 
 func (t *transfer) head(ctx context.Context, url string) (int64, error) {
@@ -255,6 +272,9 @@ func (t *transfer) head(ctx context.Context, url string) (int64, error) {
 	}
 	if l := resp.Header.Get("Upload-Length"); l != "" && l != strconv.FormatInt(t.size, 10) {
 		return 0, fmt.Errorf("head: server upload has length %s, package has %d: %w", l, t.size, errGone)
+	}
+	if sum := metadataValue(resp.Header.Get("Upload-Metadata"), "sha256"); sum != "" && sum != t.sum {
+		return 0, fmt.Errorf("head: server upload is of package %s, not %s: %w", sum, t.sum, errGone)
 	}
 	return off, nil
 }
@@ -314,4 +334,19 @@ func fileSHA256(f *os.File) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// metadataValue returns one value of a tus Upload-Metadata header ("key base64,key base64"), or "".
+func metadataValue(h, key string) string {
+	for pair := range strings.SplitSeq(h, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(pair), " ")
+		if k == key {
+			b, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				return ""
+			}
+			return string(b)
+		}
+	}
+	return ""
 }
