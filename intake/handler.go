@@ -255,7 +255,12 @@ func (s *Service) preCreate(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileIn
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_FORBIDDEN", "upload creation was not checked", http.StatusForbidden)
 	}
 	ctx := context.WithoutCancel(hook.Context)
-	if err := s.cfg.Tokens.BindUploadTokenUpload(ctx, c.token.ID, c.token.UploadID, c.uploadID); err != nil {
+	if err := s.cfg.Tokens.BindUploadTokenUpload(ctx, c.token.ID, c.token.UploadID, c.uploadID); err != nil && quarry.ErrorCode(err) != quarry.ECONFLICT {
+		// The database did not answer (busy, timed out): nothing was decided, so the collector
+		// may try again, which a 409 would forbid.
+		s.cfg.Logger.Warn("intake: bind upload to token", "token", c.token.Prefix, "err", err)
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("ERR_UNAVAILABLE", "the upload could not be recorded; try again", http.StatusServiceUnavailable)
+	} else if err != nil {
 		// Another creation with this token won the race (the collector retried while its first
 		// request was still being answered): point at that upload, as checkCreate does.
 		e := tusd.NewError("ERR_UPLOAD_EXISTS", "this token created an upload already", http.StatusConflict)

@@ -19,22 +19,54 @@ import (
 // Tx is a transaction that speaks the database's dialect: queries are written once, with ?
 // placeholders, and time arguments may be passed as time.Time or *time.Time.
 type Tx struct {
-	tx  *sql.Tx
-	db  *DB
-	now time.Time // the transaction's clock reading, so one change stamps one time
+	tx       *sql.Tx
+	db       *DB
+	now      time.Time // the transaction's clock reading, so one change stamps one time
+	queued   bool      // it holds a place in db.writers until it ends
+	finished bool
 }
 
-// begin starts a transaction. On SQLite a read-write transaction takes the write lock at once.
+// begin starts a transaction. On SQLite a read-write transaction waits for its turn among this
+// process's writers (DB.writers), then takes the write lock at once.
 func (db *DB) begin(ctx context.Context, readOnly bool) (*Tx, error) {
+	queued := false
+	if db.writers != nil && !readOnly {
+		// Bounded like SQLite's own wait: a writer that nests a second write transaction
+		// (a bug) gets SQLite's busy error after the timeout instead of hanging for ever.
+		t := time.NewTimer(sqliteBusyTimeout)
+		select {
+		case db.writers <- struct{}{}:
+			queued = true
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("begin: %w", ctx.Err())
+		}
+		t.Stop()
+	}
 	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
 	if err != nil {
+		if queued {
+			<-db.writers
+		}
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &Tx{tx: tx, db: db, now: db.now()}, nil
+	return &Tx{tx: tx, db: db, now: db.now(), queued: queued}, nil
+}
+
+// end gives the transaction's place among the writers to the next.
+func (tx *Tx) end() {
+	if !tx.finished {
+		tx.finished = true
+		if tx.queued {
+			<-tx.db.writers
+		}
+	}
 }
 
 // Commit commits the transaction.
 func (tx *Tx) Commit() error {
+	defer tx.end()
 	if err := tx.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -42,7 +74,10 @@ func (tx *Tx) Commit() error {
 }
 
 // Rollback aborts the transaction; after Commit it does nothing, so it can be deferred.
-func (tx *Tx) Rollback() error { return tx.tx.Rollback() }
+func (tx *Tx) Rollback() error {
+	defer tx.end()
+	return tx.tx.Rollback()
+}
 
 func (tx *Tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	args, err := tx.db.args(args)

@@ -46,6 +46,11 @@ type DB struct {
 	dialect string
 	schema  string // PostgreSQL only: the schema the connection's search_path resolves to
 	display string // the DSN without secrets, for error messages
+	// writers queues this process's SQLite write transactions (a semaphore of one, served in
+	// order). SQLite's own busy handler polls with growing sleeps, so under a steady writer
+	// (processing inserting events) other writers could wait past the busy timeout and fail;
+	// a queue makes each wait its turn. nil on PostgreSQL.
+	writers chan struct{}
 }
 
 // Open opens the database named by dsn without migrating it. A postgres:// or postgresql://
@@ -139,7 +144,7 @@ func (db *DB) openSQLite(ctx context.Context, dsn string) error {
 	if path == ":memory:" {
 		sqlDB.SetMaxOpenConns(1)
 	}
-	db.dialect, db.sql = DialectSQLite, sqlDB
+	db.dialect, db.sql, db.writers = DialectSQLite, sqlDB, make(chan struct{}, 1)
 	if err := sqlDB.PingContext(ctx); err != nil {
 		db.Close()
 		return err
