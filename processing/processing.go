@@ -32,7 +32,7 @@ import (
 // Defaults for Config.
 const (
 	// DefaultBatchSize keeps each insert short: on SQLite every writer waits for it.
-	DefaultBatchSize = 2000
+	DefaultBatchSize = 1000
 	// DefaultWorkers is how many packages one server processes at once (Config.Workers).
 	DefaultWorkers       = 2
 	DefaultProgressEvery = time.Second

@@ -29,6 +29,9 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 		Lock:    m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
 		Archive: archive.Limits{TempDir: tmp},
 		Logger:  m.Logger.With("part", "processing"),
+		// SQLite has one writer: a second package in processing would only wait for the lock
+		// that launches, heartbeats and the job queue need too.
+		Workers: map[bool]int{true: 1, false: processing.DefaultWorkers}[m.DB.Dialect() == sqldb.DialectSQLite],
 	})
 	if err != nil {
 		return err

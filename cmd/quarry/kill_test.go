@@ -137,7 +137,10 @@ func TestAcquireKillRestart(t *testing.T) {
 	}
 	ts := &testServer{base: "http://" + addr, admin: strings.TrimSpace(out.String())}
 	serve := append([]string{"serve", "--addr", addr, "--collector-dir", collectors, "--time-scale", fmt.Sprint(scale),
-		"--job-rescue-after", "10s", "--log-level", "debug"}, common...)
+		"--job-rescue-after", "10s", "--log-level", "debug",
+		// The silent-collector timeout is another test's subject; 15 minutes scaled is 45 s,
+		// which a collector on a CI machine loaded by other packages' tests can exceed.
+		"--heartbeat-timeout", "60m"}, common...)
 
 	srv := startChild(t, serve...)
 	waitHealthy(t, ts.base, srv)
