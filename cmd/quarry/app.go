@@ -158,10 +158,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	workers := river.NewWorkers()
 	periodic := m.Scheduler.Register(workers)
 	periodic = append(periodic, m.Processing.Register(workers)...)
+	// Without processing workers the queue is left out: its jobs wait for a server that has them.
+	var queues map[string]int
+	if m.processingWorkers() > 0 {
+		queues = m.Processing.Queues()
+	}
 	if m.Jobs, err = jobs.New(m.DB, jobs.Config{
 		Logger: m.Logger.With("part", "jobs"), Sessions: sessions, Tokens: tokens, Users: users, Connections: m.Integrations,
 		EnrolTokens: sqldb.NewEnrolTokenService(m.DB), Workers: workers, PeriodicJobs: periodic, RescueAfter: cfg.JobRescueAfter,
-		Queues: m.Processing.Queues(),
+		Queues: queues,
 	}); err != nil {
 		return err
 	}

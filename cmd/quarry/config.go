@@ -50,6 +50,10 @@ type Config struct {
 	TimeScale float64
 	// JobRescueAfter is how long a job a dead server was running waits before another takes it.
 	JobRescueAfter time.Duration
+	// ProcessingWorkers is how many packages this server processes at once: 0 picks (one on
+	// SQLite, whose single writer a second would only wait for; two on PostgreSQL), -1 leaves
+	// processing to other servers sharing the database.
+	ProcessingWorkers int
 
 	envErr error // a malformed QUARRY_* value, reported by normalize
 }
@@ -82,6 +86,7 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	fs.StringVar(&c.SignKey, "sign-key", env("SIGN_KEY", ""), "PEM private key of --sign-cert (QUARRY_SIGN_KEY)")
 	fs.Float64Var(&c.TimeScale, "time-scale", 1, "only against a Defender emulator run with the same --time-scale: run Live Response limits and timeouts this many times faster")
 	fs.DurationVar(&c.JobRescueAfter, "job-rescue-after", c.envDuration("JOB_RESCUE_AFTER", 5*time.Minute), "take up jobs that a dead server was running after this long (QUARRY_JOB_RESCUE_AFTER)")
+	fs.IntVar(&c.ProcessingWorkers, "processing-workers", int(c.envInt("PROCESSING_WORKERS", 0)), "packages this server processes at once; 0 picks by database, -1 leaves processing to other servers (QUARRY_PROCESSING_WORKERS)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
 

@@ -29,9 +29,7 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 		Lock:    m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
 		Archive: archive.Limits{TempDir: tmp},
 		Logger:  m.Logger.With("part", "processing"),
-		// SQLite has one writer: a second package in processing would only wait for the lock
-		// that launches, heartbeats and the job queue need too.
-		Workers: map[bool]int{true: 1, false: processing.DefaultWorkers}[m.DB.Dialect() == sqldb.DialectSQLite],
+		Workers: max(m.processingWorkers(), 1), // 0 leaves the queue out (app.go), not the worker
 	})
 	if err != nil {
 		return err
@@ -56,4 +54,19 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	m.HTTP.CollectorDownloads = m.Collectors.Handler(svc.AuthorizeEnrolToken)
 	m.HTTP.Intake, m.HTTP.Acquisitions, m.HTTP.Evidence, m.HTTP.Reprocessor = svc, acquisitions, evidence, proc
 	return nil
+}
+
+// processingWorkers is how many packages this server processes at once, 0 for none. SQLite has
+// one writer: a second package in processing would only wait for the lock that launches,
+// heartbeats and the job queue need too.
+func (m *Main) processingWorkers() int {
+	switch {
+	case m.Config.ProcessingWorkers < 0:
+		return 0
+	case m.Config.ProcessingWorkers > 0:
+		return m.Config.ProcessingWorkers
+	case m.DB.Dialect() == sqldb.DialectSQLite:
+		return 1
+	}
+	return processing.DefaultWorkers
 }
