@@ -64,6 +64,7 @@ type ProcessingReport struct {
 	FilesTotal int                      `json:"files_total"`
 	FilesDone  int                      `json:"files_done"`
 	Events     int64                    `json:"events"`
+	Detections int64                    `json:"detections"` // events a detector tagged
 	Parsers    map[string]*ParserReport `json:"parsers,omitempty"`
 	Problems   []ProcessingProblem      `json:"problems,omitempty"` // capped; ProblemsTotal counts all
 	// ProblemsTotal counts every problem, also those past the cap of Problems.

@@ -72,8 +72,18 @@ type Config struct {
 	// holds a tar's expanded files for the length of a run.
 	Archive archive.Limits
 	Routes  *Routes // default DefaultRoutes()
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Detectors returns what tags the events of a run on a project's evidence (Sigma rules, IOC
+	// lists). It is called once per run, so that what changed since the last run applies; nil
+	// tags nothing.
+	Detectors func(ctx context.Context, projectID int64) ([]Detector, error)
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// A Detector tags timeline events with what it finds in them (issue #9): it appends to
+// ev.Detections and may raise ev.Severity, never lower it. It must be safe for concurrent use.
+type Detector interface {
+	Detect(ev *quarry.Event)
 }
 
 // Processor processes evidence. It is safe for concurrent use.

@@ -93,6 +93,11 @@ func (p *Processor) process(ctx context.Context, id int64) error {
 	if e.Hostname != "" {
 		r.host = e.Hostname
 	}
+	if p.cfg.Detectors != nil {
+		if r.detectors, err = p.cfg.Detectors(ctx, e.ProjectID); err != nil {
+			return fmt.Errorf("processing: evidence %d: detection rules: %w", id, err)
+		}
+	}
 	defer r.close()
 	if err := r.update(ctx, quarry.EvidenceProcessing); err != nil {
 		return err
@@ -117,6 +122,7 @@ type run struct {
 	report *quarry.ProcessingReport
 	host   string
 
+	detectors  []Detector
 	batch      []*quarry.Event
 	lastUpdate time.Time
 	ctx        context.Context
@@ -614,6 +620,12 @@ func (r *run) emit(ev *quarry.Event) error {
 		ev.Host = r.host
 	}
 	sanitize(ev)
+	for _, d := range r.detectors {
+		d.Detect(ev)
+	}
+	if len(ev.Detections) > 0 {
+		r.report.Detections++
+	}
 	r.batch = append(r.batch, ev)
 	if len(r.batch) >= r.p.cfg.BatchSize {
 		return r.flush(r.ctx)

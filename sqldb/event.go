@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,7 +136,11 @@ func (s *EventService) InsertEvents(ctx context.Context, events []*quarry.Event)
 		if err != nil {
 			return err
 		}
-		r := row{fields: fields, types: types, doc: searchDoc(ev)}
+		r := row{fields: fields, types: types}
+		if s.db.search == nil {
+			// PostgreSQL stores the document with the event; SQLite's indexer builds it (search.go).
+			r.doc = searchDoc(ev)
+		}
 		if len(ev.Detections) > 0 {
 			b, err := json.Marshal(ev.Detections)
 			if err != nil {
@@ -202,22 +207,12 @@ func (s *EventService) InsertEvents(ctx context.Context, events []*quarry.Event)
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return translate(err, "insert events", "", "")
 		}
-		if s.db.dialect == DialectSQLite {
-			st, err := prepare("events_fts", "rowid, doc", 2, end-start)
-			if err != nil {
-				return translate(err, "insert events", "", "")
-			}
-			args = args[:0]
-			for i := start; i < end; i++ {
-				args = append(args, ids[i], rows[i].doc)
-			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return translate(err, "insert events", "", "")
-			}
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return err
+	}
+	if s.db.search != nil {
+		s.db.kickSearch()
 	}
 	for i, ev := range events {
 		ev.ID = ids[i]
@@ -399,6 +394,9 @@ func encodeFields(m map[string]any) (fields, types string, err error) {
 	if len(m) == 0 {
 		return "{}", "", nil
 	}
+	if fields, types, ok, err := encodeFlat(m); ok || err != nil {
+		return fields, types, err
+	}
 	vals, typs, err := encodeValue(m, 0)
 	if err != nil {
 		return "", "", err
@@ -416,6 +414,91 @@ func encodeFields(m map[string]any) (fields, types string, err error) {
 		types = string(b)
 	}
 	return fields, types, nil
+}
+
+// encodeFlat is encodeFields for the common case, fields that are all scalars, without
+// reflection: it is most of the cost of an insert that is not SQLite's. ok is false when a value
+// is not a scalar. The JSON is json.Marshal's but for escapes, which every reader decodes.
+func encodeFlat(m map[string]any) (fields, types string, ok bool, err error) {
+	keys := make([]string, 0, len(m))
+	for k, v := range m {
+		if v != nil {
+			if _, scalar := scalarText(v); !scalar {
+				return "", "", false, nil
+			}
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, 256)
+	var t []byte
+	b = append(b, '{')
+	for i, k := range keys {
+		if err := checkText(k); err != nil {
+			return "", "", false, err
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		v := m[k]
+		if v == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		text, _ := scalarText(v)
+		if str, isString := v.(string); isString {
+			if err := checkText(str); err != nil {
+				return "", "", false, err
+			}
+		}
+		b = appendJSONString(b, text)
+		if typ := scalarType(v); typ != "" {
+			if t == nil {
+				t = append(make([]byte, 0, 64), '{')
+			} else {
+				t = append(t, ',')
+			}
+			t = appendJSONString(t, k)
+			t = append(t, ':')
+			t = appendJSONString(t, typ)
+		}
+	}
+	b = append(b, '}')
+	if t != nil {
+		t = append(t, '}')
+	}
+	return string(b), string(t), true, nil
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // encodeValue returns v's JSON value (texts) and its types (nil when all are strings or nil).
@@ -1434,8 +1517,22 @@ func (s *EventService) DeleteEvidenceEvents(ctx context.Context, evidenceID int6
 	if _, err := tx.exec(ctx, "DELETE FROM event_comments WHERE event_id IN (SELECT id FROM events WHERE evidence_id = ?)", evidenceID); err != nil {
 		return 0, translate(err, "delete events", "", "")
 	}
-	if s.db.dialect == DialectSQLite {
-		if _, err := tx.exec(ctx, "DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE evidence_id = ?)", evidenceID); err != nil {
+	var ids []int64
+	if s.db.search != nil {
+		rows, err := tx.query(ctx, "SELECT id FROM events WHERE evidence_id = ? ORDER BY id", evidenceID)
+		if err != nil {
+			return 0, translate(err, "delete events", "", "")
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return 0, translate(err, "delete events", "", "")
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return 0, translate(err, "delete events", "", "")
 		}
 	}
@@ -1444,7 +1541,13 @@ func (s *EventService) DeleteEvidenceEvents(ctx context.Context, evidenceID int6
 		return 0, translate(err, "delete events", "", "")
 	}
 	n, _ := res.RowsAffected()
-	return n, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	if err := s.db.forgetSearch(ctx, ids); err != nil {
+		return n, fmt.Errorf("delete events: forget them in the full-text index: %w", err)
+	}
+	return n, nil
 }
 
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }

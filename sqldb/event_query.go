@@ -190,7 +190,9 @@ func (c *compiler) contains(s string) cond {
 		return condTrue
 	}
 	if c.dialect == DialectSQLite {
-		return cond{sql: "e.id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)", args: []any{ftsTrigrams(s)}}
+		// The index has the events up to its watermark; every later one is a candidate (search.go).
+		return cond{sql: `e.id IN (SELECT rowid FROM search.events_fts WHERE events_fts MATCH ?
+			UNION ALL SELECT id FROM events WHERE id > (SELECT indexed_to FROM search.search_state))`, args: []any{ftsTrigrams(s)}}
 	}
 	return cond{sql: `e.doc LIKE ? ESCAPE '\'`, args: []any{"%" + likeEscape(s) + "%"}}
 }

@@ -256,6 +256,19 @@ func TestEventService_FindEvents(t *testing.T) {
 			if err := s.EachEvent(ctx, quarry.EventFilter{ProjectID: p.ID}, func(*quarry.Event) error { return stop }); err != stop {
 				t.Fatalf("EachEvent = %v, want fn's error", err)
 			}
+			// Index everything first, so that the delete has index entries to remove.
+			for {
+				n, err := s.IndexSearch(ctx, 7)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+			}
+			if backlog, err := s.SearchBacklog(ctx); err != nil || backlog != 0 {
+				t.Fatalf("SearchBacklog after indexing = %d, %v", backlog, err)
+			}
 			deleted, err := s.DeleteEvidenceEvents(ctx, 1)
 			if err != nil || deleted != 13 {
 				t.Fatalf("DeleteEvidenceEvents = %d, %v", deleted, err)
@@ -269,7 +282,7 @@ func TestEventService_FindEvents(t *testing.T) {
 			}
 			if db.Dialect() == sqldb.DialectSQLite {
 				var fts int
-				if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM events_fts WHERE events_fts MATCH '"LOG" AND "GON"'`).Scan(&fts); err != nil || fts != 13 {
+				if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*) FROM search.events_fts WHERE events_fts MATCH '"LOG" AND "GON"'`).Scan(&fts); err != nil || fts != 13 {
 					t.Errorf("FTS rows after delete = %d, %v; want 13 (12 + other project)", fts, err)
 				}
 			}

@@ -8,13 +8,17 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,6 +26,14 @@ import (
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
+
+// sqliteDriver opens SQLite connections: the driver registered as "sqlite", on which the
+// package-level functions (quarry_match) are registered. sql.Open connects to nothing.
+var sqliteDriver = func() driver.Driver {
+	db, _ := sql.Open("sqlite", "")
+	defer db.Close()
+	return db.Driver()
+}()
 
 // Dialect names, as returned by (*DB).Dialect.
 const (
@@ -51,6 +63,12 @@ type DB struct {
 	// (processing inserting events) other writers could wait past the busy timeout and fail;
 	// a queue makes each wait its turn. nil on PostgreSQL.
 	writers chan struct{}
+
+	// SQLite only: the search file (search.go).
+	search     *sql.DB       // its own pool, which the indexer writes through
+	searchMu   sync.Mutex    // one writer of the search file at a time
+	searchKick chan struct{} // InsertEvents tells the indexer there is more to do
+	searchTemp string        // a temporary search file to remove on Close (in-memory databases)
 }
 
 // Open opens the database named by dsn without migrating it. A postgres:// or postgresql://
@@ -133,10 +151,34 @@ func (db *DB) openSQLite(ctx context.Context, dsn string) error {
 	params.Add("_pragma", "journal_mode(WAL)")
 	params.Add("_pragma", "synchronous(NORMAL)")
 	params.Set("_txlock", "immediate")
-	sqlDB, err := sql.Open("sqlite", path+"?"+params.Encode())
-	if err != nil {
+	// The full-text index lives in a file of its own (search.go). It is opened first: every
+	// connection of the main pool attaches it.
+	searchPath := path + "-search"
+	if path == ":memory:" {
+		f, err := os.CreateTemp("", "quarry-search-*.db")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		searchPath, db.searchTemp = f.Name(), f.Name()
+	}
+	if err := db.openSearch(ctx, searchPath, params); err != nil {
+		db.Close()
 		return err
 	}
+	mainURI, err := sqliteURI(path)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	searchURI, err := sqliteURI(searchPath)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	// Read-only, so that BEGIN IMMEDIATE, which locks every writable database a connection has
+	// attached, leaves the search file's lock to the indexer.
+	sqlDB := sql.OpenDB(&attachConnector{dsn: mainURI + "?" + params.Encode(), attach: searchURI + "?mode=ro", as: "search"})
 	// Writers queue on SQLite's single write lock anyway; the cap bounds open files and
 	// page caches under load. An in-memory database exists once per connection, so it gets one.
 	sqlDB.SetMaxOpenConns(16)
@@ -151,6 +193,41 @@ func (db *DB) openSQLite(ctx context.Context, dsn string) error {
 	}
 	return nil
 }
+
+// sqliteURI makes a file path a SQLite URI ("file:" and the escaped absolute path), so that
+// SQLite's own parameters (mode=ro) apply and a path with '?' or '#' stays a path.
+func sqliteURI(path string) (string, error) {
+	if path == ":memory:" {
+		return "file::memory:", nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
+}
+
+// attachConnector opens SQLite connections that attach a second database file.
+type attachConnector struct{ dsn, attach, as string }
+
+func (c *attachConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Driver().Open(c.dsn)
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("the SQLite driver cannot run statements")
+	}
+	if _, err := ex.ExecContext(ctx, "ATTACH DATABASE ? AS "+c.as, []driver.NamedValue{{Ordinal: 1, Value: c.attach}}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("attach %s: %w", c.as, err)
+	}
+	return conn, nil
+}
+
+func (c *attachConnector) Driver() driver.Driver { return sqliteDriver }
 
 // redactDSN returns dsn fit for error messages and logs: a URL keeps scheme, user, host and
 // path; its password and query (which may also carry one) are dropped.
@@ -178,6 +255,14 @@ func (db *DB) Close() error {
 	}
 	if db.pool != nil {
 		db.pool.Close()
+	}
+	if db.search != nil {
+		err = errors.Join(err, db.search.Close())
+	}
+	if db.searchTemp != "" {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(db.searchTemp + suffix)
+		}
 	}
 	return err
 }
@@ -210,6 +295,9 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Migrate(ctx context.Context) error {
 	if err := db.migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database %s: %w", db.display, err)
+	}
+	if err := db.checkSearch(ctx); err != nil {
+		return fmt.Errorf("database %s: %w", db.display, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -32,12 +33,14 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ingest to this file")
 	params := flag.String("params", "", "extra SQLite DSN parameters, such as _pragma=cache_size(-131072)")
 	noQueries := flag.Bool("noqueries", false, "ingest only")
+	exec := flag.String("exec", "", "SQL to run on the database before ingesting (experiments)")
+	indexer := flag.Bool("indexer", true, "run the full-text indexer during the ingest, as the server does (else after it)")
 	flag.StringVar(&only, "only", "", "run only the queries whose name contains this")
 	flag.Parse()
 	ctx := context.Background()
 	path := filepath.Join(*dir, "eventbench.db")
 	if !*reuse {
-		for _, suffix := range []string{"", "-wal", "-shm"} {
+		for _, suffix := range []string{"", "-wal", "-shm", "-search", "-search-wal", "-search-shm"} {
 			os.Remove(path + suffix)
 		}
 	}
@@ -50,6 +53,11 @@ func main() {
 		log.Fatal(err)
 	}
 	defer db.Close()
+	if *exec != "" {
+		if _, err := db.SQL().ExecContext(ctx, *exec); err != nil {
+			log.Fatal(err)
+		}
+	}
 	s := sqldb.NewEventService(db)
 	projectID := int64(1)
 	g := newGen(*n)
@@ -69,6 +77,16 @@ func main() {
 			}
 			pprof.StartCPUProfile(f)
 		}
+		// The server's full-text indexer runs beside the inserts, on its own file (sqldb/search.go).
+		ictx, stopIndexer := context.WithCancel(ctx)
+		indexed := make(chan struct{})
+		runIndexer := func() {
+			defer close(indexed)
+			s.RunSearchIndexer(ictx, slog.Default())
+		}
+		if *indexer {
+			go runIndexer()
+		}
 		start := time.Now()
 		for done := 0; done < *n; {
 			k := min(*batch, *n-done)
@@ -85,14 +103,35 @@ func main() {
 				fmt.Printf("ingest: %d events in %.1fs, %.0f events/s\n", done, el.Seconds(), float64(done)/el.Seconds())
 			}
 		}
-		pprof.StopCPUProfile()
-		if fi, err := os.Stat(path); err == nil {
-			fmt.Printf("database: %.0f MB\n", float64(fi.Size())/1e6)
-		}
-		if _, err := db.SQL().ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		ingested := time.Since(start)
+		backlog, err := s.SearchBacklog(ctx)
+		if err != nil {
 			log.Fatal(err)
 		}
-		if _, err := db.SQL().ExecContext(ctx, "ANALYZE"); err != nil {
+		fmt.Printf("ingest done: %d events in %.1fs, %.0f events/s; full-text index backlog %d events\n", *n, ingested.Seconds(), float64(*n)/ingested.Seconds(), backlog)
+		if !*indexer {
+			go runIndexer()
+		}
+		for backlog > 0 {
+			time.Sleep(200 * time.Millisecond)
+			if backlog, err = s.SearchBacklog(ctx); err != nil {
+				log.Fatal(err)
+			}
+		}
+		stopIndexer()
+		<-indexed
+		all := time.Since(start)
+		fmt.Printf("full-text index caught up: %.1fs after the first insert, %.0f events/s from insert to indexed\n", all.Seconds(), float64(*n)/all.Seconds())
+		pprof.StopCPUProfile()
+		for _, f := range []string{path, path + "-search"} {
+			if fi, err := os.Stat(f); err == nil {
+				fmt.Printf("file %s: %.0f MB\n", filepath.Base(f), float64(fi.Size())/1e6)
+			}
+		}
+		if _, err := db.SQL().ExecContext(ctx, "PRAGMA main.wal_checkpoint(TRUNCATE)"); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := db.SQL().ExecContext(ctx, "ANALYZE main"); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -114,7 +153,7 @@ func bare(ctx context.Context, dir string, n, batch int, projectID int64) {
 	}
 	defer func() {
 		db.Close()
-		for _, suffix := range []string{"", "-wal", "-shm"} {
+		for _, suffix := range []string{"", "-wal", "-shm", "-search", "-search-wal", "-search-shm"} {
 			os.Remove(path + suffix)
 		}
 	}()

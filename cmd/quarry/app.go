@@ -91,6 +91,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.DB, err = sqldb.OpenAndMigrate(ctx, cfg.Database); err != nil {
 		return err
 	}
+	// On SQLite the timeline's full-text index is built behind the inserts (sqldb/search.go).
+	indexCtx, stopIndex := context.WithCancel(context.WithoutCancel(ctx))
+	indexDone := make(chan struct{})
+	go func() {
+		defer close(indexDone)
+		sqldb.NewEventService(m.DB).RunSearchIndexer(indexCtx, m.Logger.With("part", "search"))
+	}()
+	m.closers = append(m.closers, func() error { stopIndex(); <-indexDone; return nil })
 	blobURL := cfg.BlobURL
 	if blobURL == "" {
 		if blobURL, err = blobstore.DefaultURL(cfg.DataDir); err != nil {
