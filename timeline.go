@@ -120,4 +120,7 @@ type EventService interface {
 	StarQuery(ctx context.Context, f EventFilter, starred bool) (int64, error)
 	CommentEvents(ctx context.Context, f EventFilter, ids []int64, c EventComment) (int64, error)
 	FindComments(ctx context.Context, projectID, eventID int64) ([]*EventComment, error)
+	// UpdateEventDetections stores the Severity and Detections of each event (by ID and
+	// ProjectID), as a detection run that changed its rules computed them.
+	UpdateEventDetections(ctx context.Context, events []*Event) error
 }

@@ -64,6 +64,10 @@ type Server struct {
 	EventTotalUpTo int64
 	// Reprocessor runs processing again on evidence; nil hides Reprocess.
 	Reprocessor Reprocessor
+	// IOCs stores projects' IOC lists; nil hides their API.
+	IOCs quarry.IOCService
+	// Retagger retags a project's events after its IOC lists changed; nil leaves them as tagged.
+	Retagger Retagger
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 
@@ -190,6 +194,7 @@ func (s *Server) routes() {
 	s.intakeRoutes()
 	s.acquisitionRoutes()
 	s.eventRoutes()
+	s.iocRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

@@ -196,6 +196,7 @@ func (w *sweepWorker) Work(ctx context.Context, _ *river.Job[SweepArgs]) error {
 func (p *Processor) Register(workers *river.Workers) []*river.PeriodicJob {
 	river.AddWorker(workers, &processWorker{p: p})
 	river.AddWorker(workers, &sweepWorker{p: p})
+	river.AddWorker(workers, &retagWorker{p: p})
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(p.cfg.SweepEvery),
 			func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },

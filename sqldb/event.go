@@ -1506,6 +1506,36 @@ func (s *EventService) FindComments(ctx context.Context, projectID, eventID int6
 	return list, translate(rows.Err(), "find comments", "", "")
 }
 
+// UpdateEventDetections stores the Severity and Detections of events, found by ID and ProjectID;
+// an event that is gone is skipped (it was deleted by a reprocess meanwhile).
+func (s *EventService) UpdateEventDetections(ctx context.Context, events []*quarry.Event) error {
+	tx, err := s.db.begin(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, ev := range events {
+		switch ev.Severity {
+		case "", quarry.SeveritySuspicious, quarry.SeverityAlarm:
+		default:
+			return quarry.Errorf(quarry.EINVALID, "Unknown severity %q.", ev.Severity)
+		}
+		detections := ""
+		if len(ev.Detections) > 0 {
+			b, err := json.Marshal(ev.Detections)
+			if err != nil {
+				return fmt.Errorf("update detections: %w", err)
+			}
+			detections = string(b)
+		}
+		if _, err := tx.exec(ctx, "UPDATE events SET severity = ?, detections = ? WHERE id = ? AND project_id = ?",
+			ev.Severity, detections, ev.ID, ev.ProjectID); err != nil {
+			return translate(err, "update detections", "", "")
+		}
+	}
+	return tx.Commit()
+}
+
 // DeleteEvidenceEvents removes the events of an evidence item, with their comments and their
 // entries in the full-text index, and returns how many events it removed.
 func (s *EventService) DeleteEvidenceEvents(ctx context.Context, evidenceID int64) (int64, error) {

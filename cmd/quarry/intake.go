@@ -8,6 +8,7 @@ import (
 
 	"github.com/quarry-dfir/quarry"
 	"github.com/quarry-dfir/quarry/collectorbin"
+	"github.com/quarry-dfir/quarry/detect"
 	"github.com/quarry-dfir/quarry/fsaccess/archive"
 	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/processing"
@@ -26,10 +27,11 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	}
 	proc, err := processing.New(processing.Config{
 		Evidence: evidence, Acquisitions: acquisitions, Events: sqldb.NewEventService(m.DB), Audit: audit, Bucket: m.Blobs,
-		Lock:    m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
-		Archive: archive.Limits{TempDir: tmp},
-		Logger:  m.Logger.With("part", "processing"),
-		Workers: max(m.processingWorkers(), 1), // 0 leaves the queue out (app.go), not the worker
+		Lock:      m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
+		Archive:   archive.Limits{TempDir: tmp},
+		Logger:    m.Logger.With("part", "processing"),
+		Workers:   max(m.processingWorkers(), 1), // 0 leaves the queue out (app.go), not the worker
+		Detectors: m.detectors,
 	})
 	if err != nil {
 		return err
@@ -53,7 +55,22 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	m.Collectors = collectorbin.New(filepath.Join(m.Config.DataDir, "collector"), m.Config.CollectorDir, Version, m.Logger.With("part", "collectorbin"))
 	m.HTTP.CollectorDownloads = m.Collectors.Handler(svc.AuthorizeEnrolToken)
 	m.HTTP.Intake, m.HTTP.Acquisitions, m.HTTP.Evidence, m.HTTP.Reprocessor = svc, acquisitions, evidence, proc
+	m.HTTP.IOCs, m.HTTP.Retagger = sqldb.NewIOCService(m.DB), proc
 	return nil
+}
+
+// detectors returns what tags the events of a processing run on a project's evidence: the
+// project's IOC lists as they are now.
+func (m *Main) detectors(ctx context.Context, projectID int64) ([]processing.Detector, error) {
+	var ds []processing.Detector
+	lists, problems, err := detect.Lists(ctx, sqldb.NewIOCService(m.DB), projectID, detect.DefaultSeverities())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		m.Logger.Warn("processing: IOC list line skipped", "project", projectID, "problem", p)
+	}
+	return append(ds, lists), nil
 }
 
 // processingWorkers is how many packages this server processes at once, 0 for none. SQLite has
