@@ -118,6 +118,11 @@ func readIOCInput(w http.ResponseWriter, r *http.Request) (*iocParsed, error) {
 	default:
 		return nil, quarry.Errorf(quarry.EINVALID, "Send the list as application/json or multipart/form-data (got %q).", mt)
 	}
+	return parseIOCInput(in)
+}
+
+// parseIOCInput parses the indicators of in into a list ready to store.
+func parseIOCInput(in iocInput) (*iocParsed, error) {
 	opt := ioc.Options{IncludeNonIDS: in.IncludeNonIDS, MaxBytes: quarry.MaxIOCListSize}
 	var res *ioc.Result
 	var err error

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -149,4 +150,61 @@ func (r *retagRecorder) projects() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.ids)
+}
+
+func TestIOCPage(t *testing.T) {
+	t.Parallel()
+	db := sqldbtest.Open(t, sqldb.DialectSQLite)
+	retags := &retagRecorder{}
+	env := newEventsEnv(t, db, nil, func(s *Server) { s.IOCs, s.Retagger = sqldb.NewIOCService(db), retags })
+	c, csrf := env.loginCSRF(t)
+	page := env.url("/projects/%d/iocs", env.project.ID)
+	read := func(res *http.Response, err error) (int, string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if st, body := read(c.Get(page)); st != http.StatusOK || !strings.Contains(body, "No IOC lists in this project yet.") || !strings.Contains(body, `name="content"`) {
+		t.Fatalf("empty page = %d\n%s", st, body)
+	}
+	form := url.Values{"csrf": {csrf}, "name": {"Report <42>"}, "level": {"medium"}, "format": {"text"},
+		"content": {"203.0.113.9\tstager\nbogus value here!\n"}}
+	st, body := read(c.PostForm(page, form))
+	if st != http.StatusCreated || !strings.Contains(body, "saved with 1 indicators") || !strings.Contains(body, "<td>2</td>") ||
+		!strings.Contains(body, "Report &lt;42&gt;") || !strings.Contains(body, "being retagged") {
+		t.Fatalf("create = %d\n%s", st, body)
+	}
+	// The same name again: the form comes back with the error and what was typed.
+	st, body = read(c.PostForm(page, form))
+	if st != http.StatusBadRequest || !strings.Contains(body, "already has a list named") || !strings.Contains(body, "bogus value here!") {
+		t.Fatalf("duplicate = %d\n%s", st, body)
+	}
+	// Without the CSRF field nothing is saved.
+	form.Set("csrf", "")
+	form.Set("name", "other")
+	if st, _ := read(c.PostForm(page, form)); st != http.StatusForbidden {
+		t.Errorf("without CSRF = %d, want 403", st)
+	}
+	lists, err := env.srv.IOCs.FindIOCLists(context.Background(), env.project.ID, true)
+	if err != nil || len(lists) != 1 {
+		t.Fatalf("lists = %+v, %v", lists, err)
+	}
+	// Delete through the form, but not from another project's URL.
+	del := url.Values{"csrf": {csrf}}
+	if st, _ := read(c.PostForm(env.url("/projects/%d/iocs/%d/delete", env.other.ID, lists[0].ID), del)); st != http.StatusNotFound {
+		t.Errorf("delete through another project = %d, want 404", st)
+	}
+	if st, _ := read(c.PostForm(env.url("/projects/%d/iocs/%d/delete", env.project.ID, lists[0].ID), del)); st != http.StatusSeeOther {
+		t.Errorf("delete = %d, want 303", st)
+	}
+	if lists, _ := env.srv.IOCs.FindIOCLists(context.Background(), env.project.ID, true); len(lists) != 0 {
+		t.Errorf("after delete: %+v", lists)
+	}
+	if got := retags.projects(); len(got) != 2 {
+		t.Errorf("retags queued: %v, want create and delete", got)
+	}
 }

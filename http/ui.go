@@ -162,6 +162,7 @@ func (s *Server) uiRoutes() {
 	s.page("POST /settings/users", quarry.RoleAdmin, "user.create", s.handleUsersCreate)
 	s.connectionPages()
 	s.intakePages()
+	s.iocPages()
 	s.acquisitionPages()
 	s.timelinePages()
 	s.page("GET /settings/tokens", quarry.RoleViewer, "", s.handleTokensPage)
