@@ -31,8 +31,9 @@ const (
 	SourceManual = "manual"
 )
 
-// acquisitionTransitions lists, for each state, the states it may move to. Terminal states
-// (completed, failed, cancelled, expired) have none. Collector-driven moves may skip ahead
+// acquisitionTransitions lists, for each state, the states it may move to. The terminal states
+// (completed, failed, cancelled, expired) end the collection: only processing leaves completed
+// or failed again, when an analyst reprocesses the package that was received. Collector-driven moves may skip ahead
 // (a collector started by hand reports "uploading" without the server having seen
 // "collecting"), so the forward states of the collection are reachable from every earlier one.
 // The scheduler moves to launching just before it starts the Live Response action (the collector
@@ -46,8 +47,8 @@ var acquisitionTransitions = map[string][]string{
 	AcquisitionUploading:      {AcquisitionReceived, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired},
 	AcquisitionReceived:       {AcquisitionProcessing, AcquisitionFailed},
 	AcquisitionProcessing:     {AcquisitionCompleted, AcquisitionFailed},
-	AcquisitionCompleted:      nil,
-	AcquisitionFailed:         nil,
+	AcquisitionCompleted:      {AcquisitionProcessing},
+	AcquisitionFailed:         {AcquisitionProcessing},
 	AcquisitionCancelled:      nil,
 	AcquisitionExpired:        nil,
 }
@@ -69,10 +70,14 @@ func CanTransitionAcquisition(from, to string) bool {
 	return false
 }
 
-// AcquisitionTerminal reports whether state is final: no transition leaves it.
+// AcquisitionTerminal reports whether state ends the acquisition's collection: nothing but a
+// reprocess of its package leaves it, so the host is free for a new acquisition.
 func AcquisitionTerminal(state string) bool {
-	next, ok := acquisitionTransitions[state]
-	return ok && len(next) == 0
+	switch state {
+	case AcquisitionCompleted, AcquisitionFailed, AcquisitionCancelled, AcquisitionExpired:
+		return true
+	}
+	return false
 }
 
 // Progress is what the collector last reported about its work.

@@ -22,7 +22,11 @@ func TestAcquisitionTransitions(t *testing.T) {
 		{quarry.AcquisitionOfflinePending, quarry.AcquisitionLaunching, true},
 		{quarry.AcquisitionCollecting, quarry.AcquisitionCancelled, true},
 		{quarry.AcquisitionUploading, quarry.AcquisitionFailed, true},
-		// No way back, nothing out of a final state, no skipping the verdict.
+		// A reprocess of the received package (the store also wants the package there).
+		{quarry.AcquisitionCompleted, quarry.AcquisitionProcessing, true},
+		{quarry.AcquisitionFailed, quarry.AcquisitionProcessing, true},
+		{quarry.AcquisitionCancelled, quarry.AcquisitionProcessing, false},
+		// No way back, no other way out of a final state, no skipping the verdict.
 		{quarry.AcquisitionUploading, quarry.AcquisitionCollecting, false},
 		{quarry.AcquisitionCollecting, quarry.AcquisitionCompleted, false},
 		{quarry.AcquisitionReceived, quarry.AcquisitionCancelled, false},

@@ -491,10 +491,30 @@ func TestReprocess(t *testing.T) {
 		}
 		t.Errorf("audit entries: want one success by ana and one failure")
 	}
-	// The acquisition finished with the first run and stays completed.
+	// The acquisition finished with the first run and is completed again after the second.
 	a, _ := e.acq.FindAcquisitionByID(ctx, ev.AcquisitionID)
 	if a.State != quarry.AcquisitionCompleted {
 		t.Errorf("acquisition %s after reprocess", a.State)
+	}
+
+	// A package whose processing failed (here: the acquisition was failed on receipt, as a
+	// run that gave up does) is completed by a reprocess that succeeds, without the old error.
+	ev2 := e.receive(pkg)
+	if _, err := e.acq.TransitionAcquisition(ctx, ev2.AcquisitionID, quarry.AcquisitionTransition{State: quarry.AcquisitionFailed, Error: "processing: the store was away"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.proc.Reprocess(actx, ev2.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, ev2.ID, quarry.EvidenceProcessed)
+	// The evidence is marked processed just before its acquisition completes.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if a, _ = e.acq.FindAcquisitionByID(ctx, ev2.AcquisitionID); a.State != quarry.AcquisitionProcessing || time.Now().After(deadline) {
+			break
+		}
+	}
+	if a.State != quarry.AcquisitionCompleted || a.Error != "" {
+		t.Errorf("failed acquisition after a successful reprocess: %s %q", a.State, a.Error)
 	}
 }
 

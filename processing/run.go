@@ -82,7 +82,8 @@ func (p *Processor) process(ctx context.Context, id int64) error {
 	if _, err := p.cfg.Events.DeleteEvidenceEvents(ctx, id); err != nil {
 		return fmt.Errorf("processing: evidence %d: delete earlier events: %w", id, err)
 	}
-	if a.State == quarry.AcquisitionReceived {
+	// Received, or completed or failed before a reprocess: processing again.
+	if a.State != quarry.AcquisitionProcessing {
 		if a, err = p.cfg.Acquisitions.TransitionAcquisition(ctx, a.ID, quarry.AcquisitionTransition{State: quarry.AcquisitionProcessing}); err != nil {
 			return fmt.Errorf("processing: evidence %d: %w", id, err)
 		}

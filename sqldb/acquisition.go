@@ -210,6 +210,13 @@ func transitionAcquisition(ctx context.Context, tx *Tx, id int64, t quarry.Acqui
 	if !quarry.CanTransitionAcquisition(a.State, t.State) {
 		return nil, quarry.Errorf(quarry.ECONFLICT, "Acquisition %d cannot go from %s to %s.", id, a.State, t.State)
 	}
+	if quarry.AcquisitionTerminal(a.State) && a.EvidenceID == nil {
+		// Only a reprocess leaves a final state, and only with a package to process.
+		return nil, quarry.Errorf(quarry.ECONFLICT, "Acquisition %d has no package to process.", id)
+	}
+	if quarry.AcquisitionTerminal(a.State) {
+		a.Error = "" // the verdict of the earlier run; the new run gives its own
+	}
 	prev := a.State
 	a.State, a.UpdatedAt = t.State, tx.now
 	if t.Error != "" {
