@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -440,6 +441,14 @@ func (s *Server) handleOverviewPage(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	data["EventTotal"] = page.Total
+	if b, ok := s.Events.(interface {
+		SearchBacklog(context.Context) (int64, error)
+	}); ok {
+		// Across projects: the index is one. Queries stay exact; only free text is slower.
+		if n, err := b.SearchBacklog(ctx); err == nil && n > 0 {
+			data["SearchBacklog"] = n
+		}
+	}
 	for _, facet := range []struct{ key, field string }{{"Sources", "source"}, {"Hosts", "host"}, {"Severities", "severity"}} {
 		vals, err := s.Events.Facet(ctx, quarry.EventFilter{ProjectID: p.ID}, facet.field, 50)
 		if err != nil {
