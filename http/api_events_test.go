@@ -765,6 +765,32 @@ func TestEventsAPI(t *testing.T) {
 					t.Fatalf("comments of event %d = %+v, %v", e.ID, cs, err)
 				}
 			}
+			// Star every event of web01 with the page's bulk form, then unstar them all from the
+			// starred view, as its "Unstar all matching" button does.
+			status, body := 0, ""
+			if res, err := c.Get(env.url("/projects/%d/timeline?host=web01", pid)); err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				status, body = res.StatusCode, string(b)
+			}
+			if status != 200 || !strings.Contains(body, `id="star-all"`) || !strings.Contains(body, `id="unstar-all"`) {
+				t.Fatalf("timeline has no bulk star forms: %d", status)
+			}
+			starred := func() int64 {
+				page, err := env.srv.Events.FindEvents(context.Background(), quarry.EventFilter{ProjectID: pid, Starred: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return page.Total
+			}
+			post("star", url.Values{"csrf": {csrf}, "scope": {"query"}, "filter": {"host=web01"}, "star": {"true"}})
+			if n := starred(); n < 3 {
+				t.Fatalf("after star all on web01: %d starred", n)
+			}
+			post("star", url.Values{"csrf": {csrf}, "scope": {"query"}, "filter": {"starred=true"}, "star": {"false"}})
+			if n := starred(); n != 0 {
+				t.Fatalf("after unstar all: %d starred", n)
+			}
 		})
 
 		t.Run("OverviewPage", func(t *testing.T) {
