@@ -61,12 +61,22 @@ func rank(sev string) int {
 	return 0
 }
 
+// Of is the highest severity the detections' levels map to: quarry.SeverityAlarm,
+// quarry.SeveritySuspicious or "".
+func (m Severities) Of(dets []quarry.Detection) string {
+	out := ""
+	for _, d := range dets {
+		if s := m[strings.ToLower(d.Level)]; rank(s) > rank(out) {
+			out = s
+		}
+	}
+	return out
+}
+
 // Raise sets ev.Severity to the highest of its own and what its detections' levels map to.
 func (m Severities) Raise(ev *quarry.Event) {
-	for _, d := range ev.Detections {
-		if s := m[strings.ToLower(d.Level)]; rank(s) > rank(ev.Severity) {
-			ev.Severity = s
-		}
+	if s := m.Of(ev.Detections); rank(s) > rank(ev.Severity) {
+		ev.Severity = s
 	}
 }
 

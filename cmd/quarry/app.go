@@ -19,6 +19,7 @@ import (
 	"github.com/quarry-dfir/quarry/blobstore"
 	"github.com/quarry-dfir/quarry/bootstrap"
 	"github.com/quarry-dfir/quarry/collectorbin"
+	"github.com/quarry-dfir/quarry/detect"
 	qhttp "github.com/quarry-dfir/quarry/http"
 	"github.com/quarry-dfir/quarry/intake"
 	"github.com/quarry-dfir/quarry/integration"
@@ -51,6 +52,7 @@ type Main struct {
 	Intake *intake.Service
 	// Processing turns received packages into timeline events.
 	Processing *processing.Processor
+	sigma      *detect.Sigma // the Sigma rules processing evaluates, loaded at start-up
 	HTTP       *qhttp.Server
 	// closers run first on Close, for parts added after Run (the demo's emulator).
 	closers []func() error

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quarry-dfir/quarry/detect"
 )
 
 // Config is the server's configuration. Every field has a flag and a QUARRY_* variable; a flag
@@ -54,6 +56,14 @@ type Config struct {
 	// SQLite, whose single writer a second would only wait for; two on PostgreSQL), -1 leaves
 	// processing to other servers sharing the database.
 	ProcessingWorkers int
+	// SigmaRules are folders of Sigma rules (a checkout of SigmaHQ's rules, for example) that
+	// processing evaluates on every event, besides Quarry's own unless NoBuiltinSigma.
+	SigmaRules     []string
+	NoBuiltinSigma bool
+	// SeverityMap maps detection levels to event severities ("critical=alarm,high=alarm,
+	// medium=suspicious"); empty is detect.DefaultSeverities.
+	SeverityMap string
+	severities  detect.Severities
 
 	envErr error // a malformed QUARRY_* value, reported by normalize
 }
@@ -87,6 +97,15 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	fs.Float64Var(&c.TimeScale, "time-scale", 1, "only against a Defender emulator run with the same --time-scale: run Live Response limits and timeouts this many times faster")
 	fs.DurationVar(&c.JobRescueAfter, "job-rescue-after", c.envDuration("JOB_RESCUE_AFTER", 5*time.Minute), "take up jobs that a dead server was running after this long (QUARRY_JOB_RESCUE_AFTER)")
 	fs.IntVar(&c.ProcessingWorkers, "processing-workers", int(c.envInt("PROCESSING_WORKERS", 0)), "packages this server processes at once; 0 picks by database, -1 leaves processing to other servers (QUARRY_PROCESSING_WORKERS)")
+	fs.Func("sigma-rules", "a folder of Sigma rules to evaluate on every event; repeat it for more, or list them in QUARRY_SIGMA_RULES separated by "+string(os.PathListSeparator), func(v string) error {
+		c.SigmaRules = append(c.SigmaRules, v)
+		return nil
+	})
+	if v := env("SIGMA_RULES", ""); v != "" {
+		c.SigmaRules = filepath.SplitList(v)
+	}
+	fs.BoolVar(&c.NoBuiltinSigma, "no-builtin-sigma", env("NO_BUILTIN_SIGMA", "") == "true", "leave out Quarry's own Sigma rules (QUARRY_NO_BUILTIN_SIGMA=true)")
+	fs.StringVar(&c.SeverityMap, "severity-map", env("SEVERITY_MAP", ""), "detection level to event severity, e.g. critical=alarm,high=alarm,medium=suspicious,low=none (QUARRY_SEVERITY_MAP)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
 
@@ -135,6 +154,14 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("the offline expiry %s must be at least a minute", c.OfflineExpiry)
 	case (c.SignCert == "") != (c.SignKey == ""):
 		return fmt.Errorf("signing the bootstrap needs both --sign-cert and --sign-key")
+	}
+	c.severities = detect.DefaultSeverities()
+	if c.SeverityMap != "" {
+		m, err := detect.ParseSeverities(c.SeverityMap)
+		if err != nil {
+			return err
+		}
+		c.severities = m
 	}
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":

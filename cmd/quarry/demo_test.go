@@ -195,4 +195,20 @@ func demoTimeline(t *testing.T, ts *testServer, token string) {
 			t.Errorf("Windows host %s has no event log records on the timeline: %d %.300s", host, r.status, r.raw)
 		}
 	}
+	// The demo acquires compromised hosts first, and Quarry's own Sigma rules tag what their
+	// stories left (a user added, a scheduled task): the timeline has key events.
+	r := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/events?severity=alarm&severity=suspicious&limit=100", pid), token, nil)
+	events, _ := r.body["events"].([]any)
+	sigma := 0
+	for _, e := range events {
+		dets, _ := e.(map[string]any)["detections"].([]any)
+		for _, d := range dets {
+			if d.(map[string]any)["kind"] == "sigma" {
+				sigma++
+			}
+		}
+	}
+	if r.status != 200 || sigma == 0 {
+		t.Errorf("no Sigma detections among the demo's key events: %d %.600s", r.status, r.raw)
+	}
 }

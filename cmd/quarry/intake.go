@@ -25,6 +25,9 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("create the processing folder: %w", err)
 	}
+	if err := m.loadSigma(); err != nil {
+		return err
+	}
 	proc, err := processing.New(processing.Config{
 		Evidence: evidence, Acquisitions: acquisitions, Events: sqldb.NewEventService(m.DB), Audit: audit, Bucket: m.Blobs,
 		Lock:      m.DB.WithLock, // one run per evidence item, across servers sharing a PostgreSQL
@@ -59,11 +62,32 @@ func (m *Main) openIntake(ctx context.Context, blobURL string, audit quarry.Audi
 	return nil
 }
 
-// detectors returns what tags the events of a processing run on a project's evidence: the
-// project's IOC lists as they are now.
+// loadSigma loads the Sigma rules processing evaluates, once at start-up, and logs what it
+// could not use and why.
+func (m *Main) loadSigma() error {
+	set, problems, err := detect.LoadSigma(!m.Config.NoBuiltinSigma, m.Config.SigmaRules, m.Config.severities)
+	if err != nil {
+		return err
+	}
+	kinds := map[string]int{}
+	for _, p := range problems {
+		kinds[string(p.Kind)]++
+		m.Logger.Debug("Sigma rule left out", "path", p.Path, "rule", p.RuleID, "kind", p.Kind, "reason", p.Reason())
+	}
+	m.Logger.Info("Sigma rules loaded", "rules", set.Rules.Len(), "folders", len(m.Config.SigmaRules), "builtin", !m.Config.NoBuiltinSigma,
+		"left_out", len(problems), "left_out_by_kind", kinds)
+	m.sigma = set
+	return nil
+}
+
+// detectors returns what tags the events of a processing run on a project's evidence: the Sigma
+// rules, and the project's IOC lists as they are now.
 func (m *Main) detectors(ctx context.Context, projectID int64) ([]processing.Detector, error) {
 	var ds []processing.Detector
-	lists, problems, err := detect.Lists(ctx, sqldb.NewIOCService(m.DB), projectID, detect.DefaultSeverities())
+	if m.sigma != nil && m.sigma.Rules.Len() > 0 {
+		ds = append(ds, m.sigma)
+	}
+	lists, problems, err := detect.Lists(ctx, sqldb.NewIOCService(m.DB), projectID, m.Config.severities)
 	if err != nil {
 		return nil, err
 	}
