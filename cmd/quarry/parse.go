@@ -87,20 +87,11 @@ func runParse(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "Usage: quarry parse [--type auto|"+strings.Join(names[1:], "|")+"] [--format jsonl|xml|timeline|csv] [--recover] FILE...")
 		fs.PrintDefaults()
 	}
-	// Accept flags before and after the file name.
-	var paths []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		paths = append(paths, fs.Arg(0))
-		args = fs.Args()[1:]
+	paths, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if len(paths) == 0 {
 		fs.Usage()
@@ -282,4 +273,20 @@ type timelineEvent struct {
 func timelineRow(ev *quarry.Event) timelineEvent {
 	return timelineEvent{Message: ev.Message, Datetime: ev.Timestamp.UTC().Format(time.RFC3339Nano), Timestamp: ev.Timestamp.UnixMicro(),
 		TimestampDesc: ev.TimestampDesc, Source: ev.Source, Host: ev.Host, User: ev.User, Path: ev.Path, Fields: ev.Fields}
+}
+
+// parseArgs parses a command's flags, which may stand before and after its file names, and
+// returns the names.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var paths []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return paths, nil
+		}
+		paths = append(paths, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

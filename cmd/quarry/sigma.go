@@ -53,19 +53,11 @@ func runSigma(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "Usage: quarry sigma --rules DIR [--rules DIR2] [--builtin] [--format text|jsonl] [--problems] FILE...")
 		fs.PrintDefaults()
 	}
-	var paths []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		paths = append(paths, fs.Arg(0))
-		args = fs.Args()[1:]
+	paths, err := parseArgs(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if *format != "text" && *format != "jsonl" {
 		return fmt.Errorf("sigma: format %q: use text or jsonl", *format)
