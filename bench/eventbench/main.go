@@ -35,16 +35,20 @@ func main() {
 	noQueries := flag.Bool("noqueries", false, "ingest only")
 	exec := flag.String("exec", "", "SQL to run on the database before ingesting (experiments)")
 	indexer := flag.Bool("indexer", true, "run the full-text indexer during the ingest, as the server does (else after it)")
+	pg := flag.String("postgres", "", "measure PostgreSQL at this URL instead of SQLite, in a schema eventbench that is replaced")
 	flag.StringVar(&only, "only", "", "run only the queries whose name contains this")
 	flag.Parse()
 	ctx := context.Background()
 	path := filepath.Join(*dir, "eventbench.db")
-	if !*reuse {
+	dsn := path
+	if *pg != "" {
+		dsn = pgSchema(ctx, *pg, !*reuse)
+		*baseline = false
+	} else if !*reuse {
 		for _, suffix := range []string{"", "-wal", "-shm", "-search", "-search-wal", "-search-shm"} {
 			os.Remove(path + suffix)
 		}
 	}
-	dsn := path
 	if *params != "" {
 		dsn += "?" + *params
 	}
@@ -128,16 +132,39 @@ func main() {
 				fmt.Printf("file %s: %.0f MB\n", filepath.Base(f), float64(fi.Size())/1e6)
 			}
 		}
-		if _, err := db.SQL().ExecContext(ctx, "PRAGMA main.wal_checkpoint(TRUNCATE)"); err != nil {
-			log.Fatal(err)
+		analyze := []string{"PRAGMA main.wal_checkpoint(TRUNCATE)", "ANALYZE main"}
+		if db.Dialect() == sqldb.DialectPostgres {
+			analyze = []string{"VACUUM ANALYZE events"}
 		}
-		if _, err := db.SQL().ExecContext(ctx, "ANALYZE main"); err != nil {
-			log.Fatal(err)
+		for _, q := range analyze {
+			if _, err := db.SQL().ExecContext(ctx, q); err != nil {
+				log.Fatal(err)
+			}
 		}
 	}
 	if !*noQueries {
 		queries(ctx, s, projectID, g, *runs)
 	}
+}
+
+// pgSchema returns the URL of the schema eventbench of the PostgreSQL database at url, made
+// anew when fresh.
+func pgSchema(ctx context.Context, url string, fresh bool) string {
+	if fresh {
+		admin, err := sqldb.Open(ctx, url)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if _, err := admin.SQL().ExecContext(ctx, "DROP SCHEMA IF EXISTS eventbench CASCADE; CREATE SCHEMA eventbench"); err != nil {
+			log.Fatal(err)
+		}
+		admin.Close()
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "search_path=eventbench"
 }
 
 // bare inserts the same rows into a table without indexes or full-text index: the floor that
