@@ -68,6 +68,10 @@ type Server struct {
 	IOCs quarry.IOCService
 	// Retagger retags a project's events after its IOC lists changed; nil leaves them as tagged.
 	Retagger Retagger
+	// Alerts stores XDR alerts; nil hides their API and the Detections → Alerts page.
+	Alerts quarry.AlertService
+	// DetectionRules stores the rules that start acquisitions from alerts; nil hides them.
+	DetectionRules quarry.DetectionRuleService
 	// Health reports whether the server's dependencies (the database) answer.
 	Health func(ctx context.Context) error
 
@@ -195,6 +199,7 @@ func (s *Server) routes() {
 	s.acquisitionRoutes()
 	s.eventRoutes()
 	s.iocRoutes()
+	s.alertRoutes()
 	s.api("/api/", "", "", func(w http.ResponseWriter, r *http.Request) error {
 		return quarry.Errorf(quarry.ENOTFOUND, "No API endpoint %s %s.", r.Method, r.URL.Path)
 	})

@@ -147,9 +147,7 @@ func (s *Server) uiRoutes() {
 	s.page("GET /projects", quarry.RoleViewer, "", s.handleProjectsPage)
 	s.page("POST /projects", quarry.RoleAnalyst, "project.create", s.handleProjectsCreate)
 	s.page("GET /projects/{id}", quarry.RoleViewer, "", s.handleProjectPage)
-	s.page("GET /detections", quarry.RoleViewer, "", func(w http.ResponseWriter, r *http.Request) error {
-		return s.render(w, r, http.StatusOK, "detections", view{Title: "Detections", Nav: "detections"})
-	})
+	s.alertPages()
 
 	s.page("GET /settings", quarry.RoleViewer, "", func(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, "/settings/experiments", http.StatusSeeOther)

@@ -62,6 +62,14 @@ type Client interface {
 	ListAlerts(ctx context.Context, since time.Time) ([]Alert, error)
 }
 
+// AlertCommenter is an optional ability of a Client (found by type assertion): adding a comment
+// to one of the platform's alerts, e.g. a link to the acquisition a detection rule started. It
+// returns ErrNotFound for an unknown alert. A comment is never retried after a lost answer, so
+// that it is not added twice.
+type AlertCommenter interface {
+	CommentAlert(ctx context.Context, alertID, comment string) error
+}
+
 // Config is a connection's settings as a provider needs them, the secret already unsealed.
 type Config struct {
 	TenantID     string

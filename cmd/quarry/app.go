@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"gocloud.dev/blob"
 
+	"github.com/quarry-dfir/quarry/alerts"
 	"github.com/quarry-dfir/quarry/auth"
 	"github.com/quarry-dfir/quarry/blobstore"
 	"github.com/quarry-dfir/quarry/bootstrap"
@@ -165,9 +166,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	// Alerts: each connection's are polled and stored, and detection rules acquire their hosts.
+	alertStore, ruleStore := sqldb.NewAlertService(m.DB), sqldb.NewDetectionRuleService(m.DB)
+	alertSvc, err := alerts.New(alerts.Config{
+		Alerts: alertStore, Rules: ruleStore, Connections: connections, Projects: sqldb.NewProjectService(m.DB),
+		Audit: audit, Acquirer: m.Scheduler, Client: m.Integrations.Client, TimeScale: cfg.TimeScale,
+		PublicURL: cfg.PublicURL, Logger: m.Logger.With("part", "alerts"), RuleLookback: cfg.AlertRuleLookback,
+	})
+	if err != nil {
+		return err
+	}
 	workers := river.NewWorkers()
 	periodic := m.Scheduler.Register(workers)
 	periodic = append(periodic, m.Processing.Register(workers)...)
+	periodic = append(periodic, alertSvc.Register(workers)...)
 	// Without processing workers the queue is left out: its jobs wait for a server that has them.
 	var queues map[string]int
 	if m.processingWorkers() > 0 {
@@ -186,6 +198,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("start job queue: %w", err)
 	}
 	m.HTTP.Acquirer = m.Scheduler
+	m.HTTP.Alerts, m.HTTP.DetectionRules = alertStore, ruleStore
 
 	if err := m.HTTP.Open(); err != nil {
 		return err

@@ -64,6 +64,8 @@ type Config struct {
 	// medium=suspicious"); empty is detect.DefaultSeverities.
 	SeverityMap string
 	severities  detect.Severities
+	// AlertRuleLookback: detection rules act only on alerts the platform raised this recently.
+	AlertRuleLookback time.Duration
 
 	envErr error // a malformed QUARRY_* value, reported by normalize
 }
@@ -106,6 +108,7 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	}
 	fs.BoolVar(&c.NoBuiltinSigma, "no-builtin-sigma", env("NO_BUILTIN_SIGMA", "") == "true", "leave out Quarry's own Sigma rules (QUARRY_NO_BUILTIN_SIGMA=true)")
 	fs.StringVar(&c.SeverityMap, "severity-map", env("SEVERITY_MAP", ""), "detection level to event severity, e.g. critical=alarm,high=alarm,medium=suspicious,low=none (QUARRY_SEVERITY_MAP)")
+	fs.DurationVar(&c.AlertRuleLookback, "alert-rule-lookback", c.envDuration("ALERT_RULE_LOOKBACK", 24*time.Hour), "detection rules act only on alerts raised this recently, so that a first poll of a long history does not acquire every host (QUARRY_ALERT_RULE_LOOKBACK)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
 

@@ -50,7 +50,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	m := NewMain(Config{Addr: *addr, DataDir: *data, LogLevel: level, LogFormat: "text", LRWindowMargin: time.Second}, logger)
+	// The emulator's alerts go back two days: the demo's rule acts on all of them.
+	m := NewMain(Config{Addr: *addr, DataDir: *data, LogLevel: level, LogFormat: "text", LRWindowMargin: time.Second,
+		AlertRuleLookback: 48 * time.Hour}, logger)
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
@@ -73,6 +75,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		if acquiring, err = m.firstDemoAcquisitions(ctx, sim, connID, *acquire); err != nil {
+			return err
+		}
+		if err := m.demoDetectionRule(ctx, connID); err != nil {
 			return err
 		}
 	}
@@ -228,4 +233,33 @@ func (m *Main) firstDemoAcquisitions(ctx context.Context, sim *defendersim.Sim, 
 		return "", err
 	}
 	return fmt.Sprintf("  Acquiring: %d hosts into %q; their timelines fill in as their packages arrive.\n", len(ids), p.Name), nil
+}
+
+// demoDetectionRule creates, on a database without detection rules, an enabled rule that
+// acquires every host with a medium or higher Defender alert into a project of its own, so
+// that the emulator's alerts drive acquisitions within a poll or two of the first start.
+func (m *Main) demoDetectionRule(ctx context.Context, connID int64) error {
+	rules := sqldb.NewDetectionRuleService(m.DB)
+	if _, total, err := rules.FindDetectionRules(ctx, quarry.DetectionRuleFilter{Limit: 1}); err != nil || total > 0 {
+		return err
+	}
+	p := &quarry.Project{Name: "Defender alerts", Description: "Hosts the demo's detection rule acquired because Defender raised an alert on them."}
+	if err := sqldb.NewProjectService(m.DB).CreateProject(ctx, p); err != nil && quarry.ErrorCode(err) != quarry.ECONFLICT {
+		return err
+	} else if err != nil {
+		name := p.Name
+		ps, _, ferr := sqldb.NewProjectService(m.DB).FindProjects(ctx, quarry.ProjectFilter{Name: &name, Limit: 1})
+		if ferr != nil || len(ps) == 0 {
+			return err
+		}
+		p = ps[0]
+	}
+	r := &quarry.DetectionRule{Name: "Acquire hosts with medium or high alerts", Enabled: true, MinSeverity: "medium",
+		ConnectionID: &connID, ProjectID: &p.ID, Profile: "light", Cooldown: 24 * time.Hour, CommentOnAlert: true}
+	if err := rules.CreateDetectionRule(ctx, r); err != nil {
+		return fmt.Errorf("demo: create the detection rule: %w", err)
+	}
+	e := quarry.NewAuditEntry(ctx, "detection_rule.create", "detection_rule", strconv.FormatInt(r.ID, 10))
+	e.Details = map[string]any{"name": r.Name, "project_id": p.ID, "by": "demo"}
+	return sqldb.NewAuditService(m.DB).RecordAudit(ctx, e)
 }

@@ -96,8 +96,12 @@ func TestDemo(t *testing.T) {
 					t.Fatalf("the first run acquires no hosts:\n%s", out)
 				}
 				demoTimeline(t, ts, tok[1])
+				demoAlerts(t, ts, tok[1])
 			} else if strings.Contains(out, "Acquiring:") {
 				t.Fatalf("a second run acquires again:\n%s", out)
+			}
+			if rules := ts.do(t, "GET", "/api/v1/detection-rules", tok[1], nil); rules.status != 200 || !strings.Contains(rules.raw, `"total":1`) {
+				t.Errorf("run %d: the demo's detection rule, once: %d %.300s", run, rules.status, rules.raw)
 			}
 			if run == 2 {
 				// The whole flow works out of the box: acquire an emulated Linux and Windows host.
@@ -125,8 +129,7 @@ func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int, 
 		t.Fatalf("no online %s host in the demo tenant: %s", family, all.raw)
 	}
 	host := hosts[0].(map[string]any)["id"].(string)
-	projects := ts.do(t, "GET", "/api/v1/projects", token, nil)
-	pid := int(projects.body["projects"].([]any)[0].(map[string]any)["id"].(float64))
+	pid := demoProject(t, ts, token, "Demo investigation")
 	r := ts.do(t, "POST", fmt.Sprintf("/api/v1/projects/%d/acquisitions", pid), token,
 		map[string]any{"connection_id": connID, "host_ids": []string{host}, "profile": "light", "force": true})
 	if r.status != 201 {
@@ -154,8 +157,7 @@ func acquireOneDemoHost(t *testing.T, ts *testServer, token string, connID int, 
 // hosts event log records among them.
 func demoTimeline(t *testing.T, ts *testServer, token string) {
 	t.Helper()
-	projects := ts.do(t, "GET", "/api/v1/projects", token, nil)
-	pid := int(projects.body["projects"].([]any)[0].(map[string]any)["id"].(float64))
+	pid := demoProject(t, ts, token, "Demo investigation")
 	deadline := time.Now().Add(4 * time.Minute) // a bound against a hang, not a speed target
 	var list []any
 	for {
@@ -210,5 +212,47 @@ func demoTimeline(t *testing.T, ts *testServer, token string) {
 	}
 	if r.status != 200 || sigma == 0 {
 		t.Errorf("no Sigma detections among the demo's key events: %d %.600s", r.status, r.raw)
+	}
+}
+
+// demoProject returns the id of the demo's project named name.
+func demoProject(t *testing.T, ts *testServer, token, name string) int {
+	t.Helper()
+	projects := ts.do(t, "GET", "/api/v1/projects?per_page=100", token, nil)
+	for _, p := range projects.body["projects"].([]any) {
+		if p := p.(map[string]any); p["name"] == name {
+			return int(p["id"].(float64))
+		}
+	}
+	t.Fatalf("no demo project %q: %s", name, projects.raw)
+	return 0
+}
+
+// demoAlerts waits until the emulator's alerts are stored and the demo's detection rule has
+// acquired alerted hosts into its project, each linked from its alert.
+func demoAlerts(t *testing.T, ts *testServer, token string) {
+	t.Helper()
+	pid := demoProject(t, ts, token, "Defender alerts")
+	deadline := time.Now().Add(3 * time.Minute) // a bound against a hang, not a speed target
+	for {
+		alerts := ts.do(t, "GET", "/api/v1/alerts?limit=100", token, nil)
+		acqs := ts.do(t, "GET", fmt.Sprintf("/api/v1/projects/%d/acquisitions?per_page=100", pid), token, nil)
+		list, _ := acqs.body["acquisitions"].([]any)
+		hosts := map[string]int{}
+		for _, a := range list {
+			hosts[a.(map[string]any)["host_name"].(string)]++
+		}
+		if alerts.status == 200 && strings.Contains(alerts.raw, `"acquisition_id"`) && len(list) > 0 {
+			for h, n := range hosts {
+				if n > 1 {
+					t.Errorf("the detection rule acquired %s %d times within its cool-down", h, n)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert-driven acquisition: alerts %d %.400s\nacquisitions %.400s", alerts.status, alerts.raw, acqs.raw)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

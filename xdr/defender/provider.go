@@ -4,6 +4,7 @@
 package defender
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -83,3 +84,13 @@ func (*Provider) Open(cfg xdr.Config) (xdr.Client, error) {
 
 var _ xdr.Provider = (*Provider)(nil)
 var _ xdr.Client = (*Client)(nil)
+
+// CommentAlert adds comment to Defender alert alertID (PATCH /api/alerts/{id}, Alert.ReadWrite.All).
+func (c *Client) CommentAlert(ctx context.Context, alertID, comment string) error {
+	if _, err := c.api.UpdateAlert(ctx, alertID, mde.AlertUpdate{Comment: comment}); err != nil {
+		return translate("comment on alert "+alertID, err)
+	}
+	return nil
+}
+
+var _ xdr.AlertCommenter = (*Client)(nil)
