@@ -728,6 +728,10 @@ func TestEventsAPI(t *testing.T) {
 			if status != 200 || !strings.Contains(body, `id="facet-EventID"`) || !strings.Contains(body, "EventID%3A%224625%22") {
 				t.Fatalf("facets missing: %d", status)
 			}
+			// A row names the rules that tagged its event.
+			if !strings.Contains(body, `<small class="detection" title="sigma high: proc-creation-win-powershell-enc">Encoded PowerShell command line</small>`) {
+				t.Errorf("the timeline rows do not name their detections")
+			}
 		})
 
 		t.Run("TimelineForms", func(t *testing.T) {
