@@ -171,7 +171,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	alertSvc, err := alerts.New(alerts.Config{
 		Alerts: alertStore, Rules: ruleStore, Connections: connections, Projects: sqldb.NewProjectService(m.DB),
 		Audit: audit, Acquirer: m.Scheduler, Client: m.Integrations.Client, TimeScale: cfg.TimeScale,
-		PublicURL: cfg.PublicURL, Logger: m.Logger.With("part", "alerts"), RuleLookback: cfg.AlertRuleLookback,
+		PublicURL: cfg.PublicURL, Logger: m.Logger.With("part", "alerts"), RuleLookback: cfg.AlertRuleLookback, PollEvery: cfg.AlertPollEvery,
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,8 @@ type Config struct {
 	severities  detect.Severities
 	// AlertRuleLookback: detection rules act only on alerts the platform raised this recently.
 	AlertRuleLookback time.Duration
+	// AlertPollEvery is how often each connection's alerts are listed (divided by TimeScale).
+	AlertPollEvery time.Duration
 
 	envErr error // a malformed QUARRY_* value, reported by normalize
 }
@@ -108,6 +110,7 @@ func (c *Config) bind(fs *flag.FlagSet, defaultAddr, defaultData string) {
 	}
 	fs.BoolVar(&c.NoBuiltinSigma, "no-builtin-sigma", env("NO_BUILTIN_SIGMA", "") == "true", "leave out Quarry's own Sigma rules (QUARRY_NO_BUILTIN_SIGMA=true)")
 	fs.StringVar(&c.SeverityMap, "severity-map", env("SEVERITY_MAP", ""), "detection level to event severity, e.g. critical=alarm,high=alarm,medium=suspicious,low=none (QUARRY_SEVERITY_MAP)")
+	fs.DurationVar(&c.AlertPollEvery, "alert-poll-every", c.envDuration("ALERT_POLL_EVERY", time.Minute), "how often each connection's alerts are listed: 1m is 60 of Defender's 1,500 calls an hour (QUARRY_ALERT_POLL_EVERY)")
 	fs.DurationVar(&c.AlertRuleLookback, "alert-rule-lookback", c.envDuration("ALERT_RULE_LOOKBACK", 24*time.Hour), "detection rules act only on alerts raised this recently, so that a first poll of a long history does not acquire every host (QUARRY_ALERT_RULE_LOOKBACK)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", env("TRUST_PROXY", "") == "true", "take client addresses from X-Forwarded-For (QUARRY_TRUST_PROXY=true)")
 }
@@ -153,6 +156,8 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("the time scale %g must be between 1 and 1000", c.TimeScale)
 	case c.JobRescueAfter < 2*time.Second:
 		return fmt.Errorf("the job rescue delay %s must be at least 2s", c.JobRescueAfter)
+	case c.AlertPollEvery < 0 || (c.AlertPollEvery > 0 && c.AlertPollEvery < 10*time.Second):
+		return fmt.Errorf("the alert poll interval %s must be at least 10s: each poll is a call against the platform's hourly budget", c.AlertPollEvery)
 	case c.OfflineExpiry < time.Minute:
 		return fmt.Errorf("the offline expiry %s must be at least a minute", c.OfflineExpiry)
 	case (c.SignCert == "") != (c.SignKey == ""):
