@@ -179,3 +179,36 @@ func TestSearchIndexerRunsBehindInserts(t *testing.T) {
 		t.Errorf("search index has %d rows, want %d", rows, want)
 	}
 }
+
+// TestIndexerWritesBesideWriters: the indexer writes the search file while another transaction
+// holds the database's write lock. Every pool connection attaches the search file read-only, so
+// BEGIN IMMEDIATE does not lock it too; attached writable, the indexer would wait for the writer.
+func TestIndexerWritesBesideWriters(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.OpenAndMigrate(ctx, filepath.Join(t.TempDir(), "quarry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := mustCreateProject(t, db, "p")
+	s := sqldb.NewEventService(db)
+	mustInsert(t, s, textEvents(p.ID, "echo", 50))
+	tx, err := db.SQL().BeginTx(ctx, nil) // BEGIN IMMEDIATE: the database's write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE projects SET description = 'busy' WHERE id = ?", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A locked search file would make the indexer fail with SQLITE_BUSY after the busy timeout.
+	if n, err := s.IndexSearch(ctx, 1000); err != nil || n != 50 {
+		t.Fatalf("IndexSearch beside a writer = %d, %v", n, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := countQuery(t, s, p.ID, "echo"); got != 50 {
+		t.Errorf("echo = %d, want 50", got)
+	}
+}
