@@ -272,9 +272,11 @@ func TestEventQueryMatchesMatch(t *testing.T) {
 		}
 		mustInsert(t, s, events)
 		mustInsert(t, s, []*quarry.Event{randEvent(r, other.ID), randEvent(r, other.ID)})
-		// About half the events in the full-text index: a text condition then takes candidates
-		// from the index and from the events past its watermark, and both halves must be exact.
-		if n, err := s.IndexSearch(context.Background(), 1001); err != nil || (db.Dialect() == sqldb.DialectSQLite && n != 1001) {
+		// Most events in the full-text index, the last 202 not: a text condition then takes
+		// candidates from the index and from the events past its watermark, and both must be
+		// exact. (Each unindexed event is checked by Match for every query, which under the race
+		// detector is most of this test's time, so the unindexed part is kept small.)
+		if n, err := s.IndexSearch(context.Background(), 1800); err != nil || (db.Dialect() == sqldb.DialectSQLite && n != 1800) {
 			t.Fatalf("IndexSearch = %d, %v", n, err)
 		}
 		slices.SortFunc(events, func(a, b *quarry.Event) int { return int(a.ID - b.ID) })
