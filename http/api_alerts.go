@@ -192,6 +192,16 @@ func (s *Server) handleEnableRule(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) handleDeleteRule(w http.ResponseWriter, r *http.Request) error {
+	if err := s.deleteRule(r); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteRule deletes the rule named by the path's id, for the API and the page's form; the
+// audit entry names the rule, or only its id when it was not found.
+func (s *Server) deleteRule(r *http.Request) error {
 	id, err := pathID(r, "id", "detection rule")
 	if err != nil {
 		return err
@@ -205,6 +215,5 @@ func (s *Server) handleDeleteRule(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	auditTarget(r, "detection_rule", id, map[string]any{"name": rule.Name})
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

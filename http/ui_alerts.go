@@ -220,19 +220,9 @@ func (s *Server) handleRuleEnableForm(enabled bool) handlerFunc {
 }
 
 func (s *Server) handleRuleDeleteForm(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, "id", "detection rule")
-	if err != nil {
+	if err := s.deleteRule(r); err != nil {
 		return err
 	}
-	auditTarget(r, "detection_rule", id, nil)
-	rule, err := s.DetectionRules.FindDetectionRuleByID(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	if err := s.DetectionRules.DeleteDetectionRule(r.Context(), id); err != nil {
-		return err
-	}
-	auditTarget(r, "detection_rule", id, map[string]any{"name": rule.Name})
 	http.Redirect(w, r, "/detections/rules", http.StatusSeeOther)
 	return nil
 }
